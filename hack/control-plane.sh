@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# A genuine Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) on
+# loopback, built from Debian bookworm's `kubernetes` source package because these machines
+# reach no container registry and no GitHub. See README.md, "Test control plane".
+#
+#   hack/control-plane.sh build                 build once, cache the binaries; print the bin dir
+#   hack/control-plane.sh start DIR [--watch-pid PID]
+#                                               start on free loopback ports; writes DIR/kubeconfig
+#                                               and DIR/env; with --watch-pid, stops itself when
+#                                               PID exits (so a crashed test run leaves nothing)
+#   hack/control-plane.sh stop DIR              stop what `start DIR` started, by PID
+#
+# The cache lives outside the repo, keyed by the Debian source version, so a second run on the
+# same machine skips the ~5 minute build:
+#   ${CONTINUITY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/continuity-operator}/control-plane/<version>/
+set -euo pipefail
+
+readonly K8S_DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
+readonly K8S_UPSTREAM_VERSION="v1.20.2"
+readonly CACHE_ROOT="${CONTINUITY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/continuity-operator}"
+readonly CACHE_DIR="$CACHE_ROOT/control-plane/$K8S_DEB_VERSION"
+readonly BIN_DIR="$CACHE_DIR/bin"
+readonly BINARIES=(etcd kube-apiserver kube-controller-manager)
+
+log() { printf '[control-plane] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Installs Debian packages that are missing; apt-get update only when something is needed.
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+cached() {
+  for b in "${BINARIES[@]}"; do [ -x "$BIN_DIR/$b" ] || return 1; done
+}
+
+build() {
+  if cached; then
+    echo "$BIN_DIR"
+    return 0
+  fi
+  ensure_packages golang-1.19-go golang-1.19-src rsync etcd-server dpkg-dev make \
+    golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
+  local work="$CACHE_DIR/work"
+  rm -rf "$work"
+  mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial"
+  # A private apt configuration, so the system's sources stay untouched.
+  cat >"$work/apt/sources.list" <<EOF
+deb-src http://deb.debian.org/debian bookworm main
+deb-src http://deb.debian.org/debian-security bookworm-security main
+EOF
+  local apt_opts=(-o "Dir::Etc::SourceList=$work/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache")
+  log "downloading Debian source package kubernetes $K8S_DEB_VERSION"
+  apt-get "${apt_opts[@]}" update -qq
+  (cd "$work" && apt-get "${apt_opts[@]}" source --download-only "kubernetes=$K8S_DEB_VERSION" >/dev/null 2>&1) ||
+    die "apt-get source kubernetes=$K8S_DEB_VERSION failed"
+  (cd "$work" && dpkg-source -x ./*.dsc tree >/dev/null)
+
+  local tree="$work/tree"
+  # The vendored reflect2 1.0.1 crashes under Go >= 1.18 ("fatal error: fault" in
+  # runtime.mapiterinit on the first custom-object create); Debian's packaged 1.0.2 and
+  # json-iterator 1.1.12 are the fixed versions.
+  local pkg
+  for pkg in github.com/modern-go/reflect2 github.com/json-iterator/go; do
+    rm -rf "${tree:?}/vendor/$pkg"
+    mkdir -p "$tree/vendor/$pkg"
+    cp -r "/usr/share/gocode/src/$pkg/." "$tree/vendor/$pkg/"
+  done
+  # Without a git checkout the build would call itself v0.0.0; tell it what it is.
+  cat >"$work/version" <<EOF
+KUBE_GIT_COMMIT='0000000000000000000000000000000000000000'
+KUBE_GIT_TREE_STATE='clean'
+KUBE_GIT_VERSION='$K8S_UPSTREAM_VERSION'
+KUBE_GIT_MAJOR='1'
+KUBE_GIT_MINOR='20'
+EOF
+  mkdir -p "$work/gopath/src/k8s.io"
+  ln -sfn "$tree" "$work/gopath/src/k8s.io/kubernetes"
+  log "building kube-apiserver and kube-controller-manager (about 5 minutes on 2 cores)"
+  (
+    cd "$work/gopath/src/k8s.io/kubernetes"
+    export GOROOT=/usr/lib/go-1.19 GOPATH="$work/gopath" GOPROXY=off CGO_ENABLED=0 \
+      GOCACHE="$work/gocache" HOME="$work" KUBE_GIT_VERSION_FILE="$work/version"
+    export PATH="$GOROOT/bin:$PATH"
+    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1
+  ) || { tail -n 40 "$work/build.log" >&2; die "build failed (log: $work/build.log)"; }
+
+  local staged="$CACHE_DIR/bin.partial"
+  rm -rf "$staged"
+  mkdir -p "$staged"
+  cp "$tree/_output/bin/kube-apiserver" "$tree/_output/bin/kube-controller-manager" "$staged/"
+  cp /usr/bin/etcd "$staged/"
+  rm -rf "$BIN_DIR"
+  mv "$staged" "$BIN_DIR" # atomic: a half-built cache never looks complete
+  rm -rf "$work"
+  log "cached in $BIN_DIR"
+  echo "$BIN_DIR"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() {
+  local what="$1" deadline=$((SECONDS + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+  log "$what is up"
+}
+
+start() {
+  local dir="" watch_pid=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --watch-pid) watch_pid="$2"; shift 2 ;;
+      *) dir="$1"; shift ;;
+    esac
+  done
+  [ -n "$dir" ] || die "usage: $0 start DIR [--watch-pid PID]"
+  build >/dev/null
+  command -v openssl >/dev/null || ensure_packages openssl
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  [ ! -s "$dir/pids" ] || die "$dir already holds a running control plane; stop it first"
+  mkdir -p "$dir/etcd" "$dir/certs" "$dir/logs"
+
+  local etcd_port etcd_peer_port api_port kcm_port
+  etcd_port=$(free_port)
+  etcd_peer_port=$(free_port)
+  api_port=$(free_port)
+  kcm_port=$(free_port)
+  local token
+  token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  echo "$token,admin,admin,system:masters" >"$dir/tokens.csv"
+  openssl genrsa -out "$dir/certs/sa.key" 2048 2>/dev/null
+
+  "$BIN_DIR/etcd" --name=cp --data-dir="$dir/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster="cp=http://127.0.0.1:$etcd_peer_port" \
+    >"$dir/logs/etcd.log" 2>&1 &
+  echo $! >>"$dir/pids"
+
+  "$BIN_DIR/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" --insecure-port=0 \
+    --cert-dir="$dir/certs" --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
+    --disable-admission-plugins=ServiceAccount \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-account-key-file="$dir/certs/sa.key" --service-account-signing-key-file="$dir/certs/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    >"$dir/logs/kube-apiserver.log" 2>&1 &
+  echo $! >>"$dir/pids"
+
+  local server="https://127.0.0.1:$api_port"
+  wait_for "kube-apiserver" 120 curl -fsS --cacert "$dir/certs/apiserver.crt" \
+    -H "Authorization: Bearer $token" "$server/readyz" ||
+    { tail -n 30 "$dir/logs/kube-apiserver.log" >&2; stop "$dir"; die "kube-apiserver did not become ready"; }
+
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: $server
+    certificate-authority: $dir/certs/apiserver.crt
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: local
+  context:
+    cluster: local
+    user: admin
+current-context: local
+EOF
+  chmod 600 "$dir/kubeconfig"
+
+  "$BIN_DIR/kube-controller-manager" --kubeconfig="$dir/kubeconfig" \
+    --authentication-kubeconfig="$dir/kubeconfig" --authorization-kubeconfig="$dir/kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$kcm_port" --port=0 --leader-elect=false \
+    --service-account-private-key-file="$dir/certs/sa.key" --use-service-account-credentials=false \
+    --controllers='*,-serviceaccount-token' \
+    >"$dir/logs/kube-controller-manager.log" 2>&1 &
+  echo $! >>"$dir/pids"
+
+  cat >"$dir/env" <<EOF
+export KUBECONFIG=$dir/kubeconfig
+EOF
+  if [ -n "$watch_pid" ]; then
+    # Detached from our stdio so a caller reading our output is not held open by it.
+    nohup bash -c "while kill -0 $watch_pid 2>/dev/null && [ -s '$dir/pids' ]; do sleep 1; done; '$0' stop '$dir'" \
+      >/dev/null 2>&1 &
+  fi
+  log "running: KUBECONFIG=$dir/kubeconfig (logs in $dir/logs)"
+}
+
+stop() {
+  local dir="${1:?usage: $0 stop DIR}"
+  [ -f "$dir/pids" ] || return 0
+  local pid
+  # Reverse order: controller-manager, apiserver, then etcd.
+  for pid in $(tac "$dir/pids"); do kill "$pid" 2>/dev/null || true; done
+  for pid in $(tac "$dir/pids"); do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -f "$dir/pids"
+  log "stopped ($dir)"
+}
+
+case "${1:-}" in
+  build) build ;;
+  start) shift; start "$@" ;;
+  stop) shift; stop "$@" ;;
+  *) die "usage: $0 build | start DIR [--watch-pid PID] | stop DIR" ;;
+esac

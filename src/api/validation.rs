@@ -1,0 +1,249 @@
+//! Rules the API server cannot be relied on to enforce, checked by the operator itself.
+//!
+//! The CEL rules (`x-kubernetes-validations`) in the CRDs protect modern clusters, but
+//! Kubernetes before 1.25 drops them silently. So the controller evaluates the very same rules
+//! from the generated schema (compiled once) and reports violations in a condition instead of
+//! acting on the spec. A few checks cannot be expressed in the schema at all: exact IP address
+//! syntax, and the immutability of a domain once claimed (CEL's `oldSelf` only exists during an
+//! update; the operator compares with the claim recorded in status).
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use kube::CustomResourceExt;
+use kube::core::cel::{CompiledSchema, Validator, compile_schema};
+use serde::Serialize;
+
+use super::ContinuityDomain;
+
+/// Why a spec cannot be acted on; the message a user reads in the condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// A rule the schema states but the API server may not have enforced.
+    Rule(String),
+    /// `spec.domain` was changed after the domain was claimed.
+    DomainChanged { claimed: String, requested: String },
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::Rule(message) => f.write_str(message),
+            Violation::DomainChanged { claimed, requested } => write!(
+                f,
+                "spec.domain is immutable: this resource serves {claimed}; change it back or create another ContinuityDomain for {requested}"
+            ),
+        }
+    }
+}
+
+/// Joins violations into one condition message.
+pub fn describe(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+static DOMAIN_RULES: LazyLock<CompiledSchema> = LazyLock::new(compiled_rules::<ContinuityDomain>);
+
+fn compiled_rules<K: CustomResourceExt>() -> CompiledSchema {
+    let crd = K::crd();
+    let schema = crd
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default();
+    compile_schema(&schema)
+}
+
+fn cel_violations<K: Serialize>(rules: &CompiledSchema, object: &K) -> Vec<Violation> {
+    let value = match serde_json::to_value(object) {
+        Ok(value) => value,
+        Err(error) => {
+            return vec![Violation::Rule(format!(
+                "object cannot be serialized: {error}"
+            ))];
+        }
+    };
+    match Validator::new().validate_compiled(rules, &value, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| Violation::Rule(e.to_string()))
+            .collect(),
+    }
+}
+
+/// Everything wrong with a ContinuityDomain's spec that the API server may have let through.
+pub fn domain(domain: &ContinuityDomain) -> Vec<Violation> {
+    let mut violations = cel_violations(&DOMAIN_RULES, domain);
+    let host = &domain.spec.primary.host;
+    if looks_like_ip(host) && host.parse::<IpAddr>().is_err() {
+        violations.push(Violation::Rule(format!(
+            "spec.primary.host: {host:?} is neither a DNS name nor a valid IP address"
+        )));
+    }
+    if let Some(claimed) = domain
+        .status
+        .as_ref()
+        .and_then(|s| s.claimed_domain.as_ref())
+        && *claimed != domain.spec.domain
+    {
+        violations.push(Violation::DomainChanged {
+            claimed: claimed.clone(),
+            requested: domain.spec.domain.clone(),
+        });
+    }
+    violations
+}
+
+/// An IPv6 address always holds a colon; a host of digits and dots only is meant as IPv4
+/// (no top-level domain is numeric).
+fn looks_like_ip(host: &str) -> bool {
+    host.contains(':') || host.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::domain::ContinuityDomainStatus;
+    use crate::testing::fixture;
+
+    fn messages(violations: &[Violation]) -> String {
+        describe(violations)
+    }
+
+    #[test]
+    fn valid_fixtures_have_no_violations() {
+        for name in [
+            "domain-minimal.yaml",
+            "domain-full.yaml",
+            "domain-static.yaml",
+        ] {
+            let d: ContinuityDomain = fixture(name);
+            assert_eq!(domain(&d), vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn cel_rules_are_enforced_in_code() {
+        let cases = [
+            (
+                "domain-manual-without-override.yaml",
+                "activation.override is required",
+            ),
+            (
+                "domain-exclude-with-selected-users.yaml",
+                "users.exclude is only used with scope AllUsers",
+            ),
+            (
+                "domain-all-users-without-directory.yaml",
+                "users.directory is required",
+            ),
+            (
+                "domain-timeout-over-period.yaml",
+                "timeoutSeconds must not exceed periodSeconds",
+            ),
+            (
+                "domain-static-address-elsewhere.yaml",
+                "must belong to the domain",
+            ),
+            ("domain-webmail-two-tls-sources.yaml", "not both"),
+        ];
+        for (name, expected) in cases {
+            let d: ContinuityDomain = fixture(name);
+            let found = messages(&domain(&d));
+            assert!(
+                found.contains(expected),
+                "{name}: expected {expected:?} in {found:?}"
+            );
+        }
+    }
+
+    /// Modern API servers refuse a CRD whose rules do not compile, or whose cost they cannot
+    /// bound: every list a rule iterates, and the strings in it, need maxItems and maxLength.
+    #[test]
+    fn every_rule_compiles_and_iterates_only_bounded_lists() {
+        fn count_rules(node: &CompiledSchema, problems: &mut Vec<String>) -> usize {
+            let mut rules = 0;
+            for compiled in &node.validations {
+                match compiled {
+                    Ok(_) => rules += 1,
+                    Err(error) => problems.push(error.to_string()),
+                }
+            }
+            let children = node.properties.values().chain(node.items.as_deref());
+            rules
+                + children
+                    .map(|child| count_rules(child, problems))
+                    .sum::<usize>()
+        }
+        let mut problems = Vec::new();
+        assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 10);
+        assert_eq!(problems, Vec::<String>::new());
+
+        let crd = serde_json::to_value(ContinuityDomain::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        for path in [
+            &["users", "exclude"][..],
+            &["users", "directory", "static", "addresses"],
+        ] {
+            let list = path
+                .iter()
+                .fold(spec, |node, key| &node["properties"][*key]);
+            assert!(
+                list["maxItems"].as_u64().is_some_and(|n| n <= 5000),
+                "{path:?} needs maxItems"
+            );
+            assert!(
+                list["items"]["maxLength"]
+                    .as_u64()
+                    .is_some_and(|n| n <= 254),
+                "{path:?} items need maxLength"
+            );
+        }
+        assert!(spec["properties"]["domain"]["maxLength"].as_u64().is_some());
+    }
+
+    #[test]
+    fn ip_hosts_are_parsed_exactly() {
+        let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
+        for good in ["192.0.2.10", "2001:db8::25", "mx1.example.com"] {
+            d.spec.primary.host = good.into();
+            assert_eq!(domain(&d), vec![], "{good}");
+        }
+        for bad in ["999.1.2.3", "1.2.3", "2001:db8:::1"] {
+            d.spec.primary.host = bad.into();
+            assert!(
+                messages(&domain(&d)).contains("neither a DNS name nor a valid IP"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_claimed_domain_cannot_change() {
+        let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
+        d.status = Some(ContinuityDomainStatus {
+            claimed_domain: Some("example.org".into()),
+            ..Default::default()
+        });
+        let violations = domain(&d);
+        assert_eq!(
+            violations,
+            vec![Violation::DomainChanged {
+                claimed: "example.org".into(),
+                requested: d.spec.domain.clone()
+            }]
+        );
+        assert!(messages(&violations).contains("spec.domain is immutable"));
+
+        d.status.as_mut().unwrap().claimed_domain = Some(d.spec.domain.clone());
+        assert_eq!(domain(&d), vec![]);
+    }
+}

@@ -1,0 +1,131 @@
+//! Command-line flags of the operator binary (each also settable by environment variable, as
+//! the Helm chart does).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::telemetry::logging::LogFormat;
+use crate::{Error, Result};
+
+/// Kubernetes operator for an email Continuity Service.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "continuity-operator", version, about)]
+pub struct Config {
+    /// Reconcile resources in this namespace only (default: all namespaces). Claims on mail
+    /// domains are still checked against every namespace.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Address of the HTTP endpoint serving /healthz, /readyz and /metrics.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Name of the coordination.k8s.io/v1 Lease used for leader election.
+    #[arg(long, env = "LEASE_NAME", default_value = "continuity-operator-leader")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity in the Lease (default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// How long a Lease holds without renewal; a replica that dies is replaced after this.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long the leader keeps trying to renew before it gives up leading.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+
+    /// Interval between attempts to acquire or renew the Lease.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+
+    /// Reconciliations run at once, per resource kind.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    pub max_concurrent_reconciles: u16,
+
+    /// Reconcile every resource at least this often, even without a change.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Rejects timing combinations under which leader election cannot work.
+    pub fn check(&self) -> Result<()> {
+        if self.renew_deadline >= self.lease_duration {
+            return Err(Error::Config(format!(
+                "--renew-deadline ({:?}) must be shorter than --lease-duration ({:?})",
+                self.renew_deadline, self.lease_duration
+            )));
+        }
+        if self.retry_period >= self.renew_deadline {
+            return Err(Error::Config(format!(
+                "--retry-period ({:?}) must be shorter than --renew-deadline ({:?})",
+                self.retry_period, self.renew_deadline
+            )));
+        }
+        if self.max_concurrent_reconciles == 0 {
+            return Err(Error::Config(
+                "--max-concurrent-reconciles must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `500ms`, `15s`, `10m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 15s, 10m or 500ms"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        _ => Err(format!("{text:?}: unit must be ms, s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("2d").is_err());
+    }
+
+    #[test]
+    fn defaults_are_consistent_and_bad_timings_are_refused() {
+        let config = Config::parse_from(["continuity-operator"]);
+        assert!(config.check().is_ok());
+        let bad = Config::parse_from(["continuity-operator", "--renew-deadline", "20s"]);
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("--renew-deadline")
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Kubernetes Events for what a user would notice: a condition that appeared, flipped or
+//! changed its reason. Events are best effort; failing to publish one never fails a reconcile.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+use tracing::warn;
+
+use crate::api::conditions::{self, reasons};
+use crate::telemetry::metrics::{Metrics, Write};
+
+/// Reasons that mean something needs a human.
+const WARNING_REASONS: [&str; 8] = [
+    reasons::INVALID_SPEC,
+    reasons::DOMAIN_IMMUTABLE,
+    reasons::DOMAIN_CLAIMED_ELSEWHERE,
+    reasons::DOMAIN_NOT_FOUND,
+    reasons::ADDRESS_NOT_IN_DOMAIN,
+    reasons::DOMAIN_SCOPE_IS_ALL_USERS,
+    reasons::DOMAIN_NOT_ACTING,
+    reasons::DUPLICATE_ADDRESS,
+];
+
+/// The Events announcing the change from `previous` to `next` conditions: one per distinct
+/// reason, since several conditions often flip for one cause.
+pub fn for_transitions(previous: &[Condition], next: &[Condition]) -> Vec<Event> {
+    let mut events: Vec<Event> = Vec::new();
+    for condition in conditions::changed(previous, next) {
+        if events.iter().any(|e| e.reason == condition.reason) {
+            continue;
+        }
+        events.push(Event {
+            type_: if WARNING_REASONS.contains(&condition.reason.as_str()) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: condition.reason.clone(),
+            note: Some(truncate(&condition.message, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    events
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary (Event notes are limited to 1 kB).
+fn truncate(text: &str, max: usize) -> String {
+    const ELLIPSIS: char = '…';
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(ELLIPSIS.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end])
+}
+
+/// Publishes the Events for a status change of `object`.
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    previous: &[Condition],
+    next: &[Condition],
+    metrics: &Metrics,
+) {
+    let reference = object.object_ref(&());
+    for event in for_transitions(previous, next) {
+        match recorder.publish(&event, &reference).await {
+            Ok(()) => metrics.api_write("Event", Write::Event),
+            Err(error) => warn!(%error, reason = %event.reason, "cannot publish Event"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::{Desired, Status, settle, types};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn one_event_per_reason_with_the_right_severity() {
+        let now = Time(Timestamp::from_second(1).unwrap());
+        let before = settle(
+            &[],
+            vec![Desired::new(
+                types::READY,
+                Status::False,
+                reasons::STANDBY_NOT_PROVISIONED,
+                "",
+            )],
+            None,
+            &now,
+        );
+        let after = settle(
+            &before,
+            vec![
+                Desired::new(
+                    types::READY,
+                    Status::False,
+                    reasons::DOMAIN_CLAIMED_ELSEWHERE,
+                    "served by x",
+                ),
+                Desired::new(
+                    types::CONFLICT,
+                    Status::True,
+                    reasons::DOMAIN_CLAIMED_ELSEWHERE,
+                    "claimed by x",
+                ),
+            ],
+            None,
+            &now,
+        );
+        let events = for_transitions(&before, &after);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].type_, EventType::Warning);
+        assert_eq!(events[0].reason, reasons::DOMAIN_CLAIMED_ELSEWHERE);
+        assert_eq!(events[0].note.as_deref(), Some("served by x"));
+
+        assert!(
+            for_transitions(&after, &after).is_empty(),
+            "nothing changed, nothing published"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_the_event_limit() {
+        let long = "é".repeat(800);
+        let cut = truncate(&long, 1000);
+        assert!(cut.len() <= 1000);
+        assert!(cut.ends_with('…'));
+    }
+}

@@ -1,0 +1,291 @@
+//! Who the Continuity Service covers (SPEC 4.5), judged from specs alone.
+//!
+//! `SelectedUsers`: exactly the ContinuityUsers that reference the domain, whose address
+//! belongs to it, one per address (the oldest wins). `AllUsers`: every address the directory
+//! lists, minus `exclude`. Addresses compare case-insensitively and are kept in lower case,
+//! as Postfix looks them up.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::ResourceExt;
+
+use crate::api::conditions::reasons;
+use crate::api::domain::{DomainPhase, UserScope};
+use crate::api::{ContinuityDomain, ContinuityUser};
+
+/// Whether one ContinuityUser counts, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Covered,
+    NotCovered {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl Verdict {
+    fn not(reason: &'static str, message: String) -> Self {
+        Verdict::NotCovered { reason, message }
+    }
+}
+
+/// Lower-cased address.
+pub fn normalize(address: &str) -> String {
+    address.to_ascii_lowercase()
+}
+
+/// Whether `address` belongs to `domain` (exactly; a subdomain is another domain).
+pub fn in_domain(address: &str, domain: &str) -> bool {
+    address
+        .rsplit_once('@')
+        .is_some_and(|(_, address_domain)| address_domain.eq_ignore_ascii_case(domain))
+}
+
+/// Judges every ContinuityUser that references `domain`. Among users adding the same address,
+/// the oldest (then the first by name) counts and the others are duplicates.
+pub fn judge_selected<'a>(
+    domain: &ContinuityDomain,
+    users: &[&'a ContinuityUser],
+) -> Vec<(&'a ContinuityUser, Verdict)> {
+    let mut ordered: Vec<&ContinuityUser> = users.to_vec();
+    ordered.sort_by(|a, b| {
+        (
+            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            a.name_any(),
+        )
+            .cmp(&(
+                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                b.name_any(),
+            ))
+    });
+    let mut first_by_address: BTreeMap<String, String> = BTreeMap::new();
+    ordered
+        .into_iter()
+        .map(|user| {
+            let verdict = judge_one(domain, user, &mut first_by_address);
+            (user, verdict)
+        })
+        .collect()
+}
+
+fn judge_one(
+    domain: &ContinuityDomain,
+    user: &ContinuityUser,
+    first_by_address: &mut BTreeMap<String, String>,
+) -> Verdict {
+    let domain_name = &domain.spec.domain;
+    let address = &user.spec.address;
+    if !in_domain(address, domain_name) {
+        return Verdict::not(
+            reasons::ADDRESS_NOT_IN_DOMAIN,
+            format!(
+                "{address} does not belong to {domain_name}, the domain of ContinuityDomain {}",
+                domain.name_any()
+            ),
+        );
+    }
+    if domain.spec.users.scope == UserScope::AllUsers {
+        return Verdict::not(
+            reasons::DOMAIN_SCOPE_IS_ALL_USERS,
+            format!(
+                "ContinuityDomain {} covers all users of its directory, so single users do not apply; {address} is covered if the directory lists it and it is not excluded",
+                domain.name_any()
+            ),
+        );
+    }
+    if let Some(phase @ (DomainPhase::Error | DomainPhase::Suspended)) =
+        domain.status.as_ref().and_then(|s| s.phase)
+    {
+        return Verdict::not(
+            reasons::DOMAIN_NOT_ACTING,
+            format!(
+                "ContinuityDomain {} is in phase {phase:?}; see its Ready condition",
+                domain.name_any()
+            ),
+        );
+    }
+    let key = normalize(address);
+    match first_by_address.get(&key) {
+        Some(first) => Verdict::not(
+            reasons::DUPLICATE_ADDRESS,
+            format!(
+                "ContinuityUser {first} already adds {key} to ContinuityDomain {}",
+                domain.name_any()
+            ),
+        ),
+        None => {
+            first_by_address.insert(key, user.name_any());
+            Verdict::Covered
+        }
+    }
+}
+
+/// The verdict for a user whose domain may not exist.
+pub fn judge_user(
+    user: &ContinuityUser,
+    domain: Option<&ContinuityDomain>,
+    siblings: &[&ContinuityUser],
+) -> Verdict {
+    let Some(domain) = domain else {
+        return Verdict::not(
+            reasons::DOMAIN_NOT_FOUND,
+            format!(
+                "ContinuityDomain {} does not exist in this namespace",
+                user.spec.domain_ref.name
+            ),
+        );
+    };
+    judge_selected(domain, siblings)
+        .into_iter()
+        .find(|(u, _)| u.name_any() == user.name_any())
+        .map_or_else(
+            || judge_selected(domain, &[user]).remove(0).1,
+            |(_, verdict)| verdict,
+        )
+}
+
+/// The addresses a domain covers, or `None` while they are unknown (a directory that has not
+/// been read).
+pub fn covered_addresses(
+    domain: &ContinuityDomain,
+    users: &[&ContinuityUser],
+) -> Option<BTreeSet<String>> {
+    match domain.spec.users.scope {
+        UserScope::SelectedUsers => Some(
+            judge_selected(domain, users)
+                .into_iter()
+                .filter(|(_, verdict)| *verdict == Verdict::Covered)
+                .map(|(user, _)| normalize(&user.spec.address))
+                .collect(),
+        ),
+        UserScope::AllUsers => {
+            let listed = domain.spec.users.directory.as_ref()?.static_list.as_ref()?;
+            let excluded: BTreeSet<String> = domain
+                .spec
+                .users
+                .exclude
+                .iter()
+                .map(|a| normalize(a))
+                .collect();
+            Some(
+                listed
+                    .addresses
+                    .iter()
+                    .map(|a| normalize(a))
+                    .filter(|a| !excluded.contains(a) && in_domain(a, &domain.spec.domain))
+                    .collect(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fixture;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn user(name: &str, address: &str, created: i64) -> ContinuityUser {
+        let mut u: ContinuityUser = fixture("user-alice.yaml");
+        u.metadata.name = Some(name.into());
+        u.spec.address = address.into();
+        u.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+        u
+    }
+
+    fn reason(v: &Verdict) -> &'static str {
+        match v {
+            Verdict::Covered => reasons::COVERED,
+            Verdict::NotCovered { reason, .. } => reason,
+        }
+    }
+
+    #[test]
+    fn selected_users_are_covered_once_per_address() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let alice = user("alice", "alice@example.com", 10);
+        let alice_again = user("alice-2", "Alice@Example.com", 20);
+        let bob = user("bob", "bob@example.com", 30);
+        let stranger = user("eve", "eve@example.org", 40);
+        let users = [&bob, &alice_again, &stranger, &alice];
+
+        let verdicts: Vec<(String, &str)> = judge_selected(&domain, &users)
+            .iter()
+            .map(|(u, v)| (u.name_any(), reason(v)))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                ("alice".into(), reasons::COVERED),
+                ("alice-2".into(), reasons::DUPLICATE_ADDRESS),
+                ("bob".into(), reasons::COVERED),
+                ("eve".into(), reasons::ADDRESS_NOT_IN_DOMAIN),
+            ]
+        );
+        let covered = covered_addresses(&domain, &users).unwrap();
+        assert_eq!(
+            covered.into_iter().collect::<Vec<_>>(),
+            vec!["alice@example.com", "bob@example.com"]
+        );
+    }
+
+    #[test]
+    fn users_report_why_they_are_not_covered() {
+        let alice = user("alice", "alice@example.com", 10);
+        assert_eq!(
+            reason(&judge_user(&alice, None, &[])),
+            reasons::DOMAIN_NOT_FOUND
+        );
+
+        let all_users: ContinuityDomain = fixture("domain-static.yaml");
+        assert_eq!(
+            reason(&judge_user(&alice, Some(&all_users), &[&alice])),
+            reasons::DOMAIN_SCOPE_IS_ALL_USERS
+        );
+
+        let mut conflicted: ContinuityDomain = fixture("domain-minimal.yaml");
+        conflicted.status = Some(crate::api::ContinuityDomainStatus {
+            phase: Some(DomainPhase::Error),
+            ..Default::default()
+        });
+        assert_eq!(
+            reason(&judge_user(&alice, Some(&conflicted), &[&alice])),
+            reasons::DOMAIN_NOT_ACTING
+        );
+
+        let selected: ContinuityDomain = fixture("domain-minimal.yaml");
+        let outsider = user("o", "o@sub.example.com", 1);
+        assert_eq!(
+            reason(&judge_user(&outsider, Some(&selected), &[&outsider])),
+            reasons::ADDRESS_NOT_IN_DOMAIN
+        );
+        // A user not yet in the index is judged on its own.
+        assert_eq!(judge_user(&alice, Some(&selected), &[]), Verdict::Covered);
+    }
+
+    #[test]
+    fn all_users_from_a_static_directory_minus_excluded() {
+        let domain: ContinuityDomain = fixture("domain-static.yaml");
+        let covered = covered_addresses(&domain, &[]).unwrap();
+        assert_eq!(
+            covered.into_iter().collect::<Vec<_>>(),
+            vec!["alice@example.com", "carol@example.com"],
+            "bob is excluded, Carol is lower-cased"
+        );
+    }
+
+    #[test]
+    fn an_unread_directory_is_unknown_not_empty() {
+        let domain: ContinuityDomain = fixture("domain-full.yaml");
+        assert_eq!(covered_addresses(&domain, &[]), None);
+    }
+
+    #[test]
+    fn domain_membership_is_exact() {
+        assert!(in_domain("a@Example.COM", "example.com"));
+        assert!(!in_domain("a@sub.example.com", "example.com"));
+        assert!(!in_domain("a@example.com.evil", "example.com"));
+        assert!(!in_domain("no-at-sign", "example.com"));
+    }
+}

@@ -1,0 +1,82 @@
+//! The CRDs, generated from the Rust types in [`crate::api`], as committed in `crds/` and in
+//! the Helm chart. `cargo run --bin crdgen` rewrites them; a test fails when they drift.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use crate::api::{ContinuityDomain, ContinuityUser};
+
+const HEADER: &str = "# Generated from the Rust types by `cargo run --bin crdgen`. Do not edit.\n";
+
+/// Path of the chart template holding the CRDs.
+pub const CHART_TEMPLATE: &str = "charts/continuity-operator/templates/crds.yaml";
+
+/// The operator's CRDs.
+pub fn definitions() -> Vec<CustomResourceDefinition> {
+    vec![ContinuityDomain::crd(), ContinuityUser::crd()]
+}
+
+fn to_yaml(crd: &CustomResourceDefinition) -> String {
+    serde_yaml::to_string(crd).unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+}
+
+/// Every generated file (path relative to the repository root) with its content.
+pub fn generated_files() -> Vec<(String, String)> {
+    let crds = definitions();
+    let mut files: Vec<(String, String)> = crds
+        .iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            (
+                format!("crds/{name}.yaml"),
+                format!("{HEADER}{}", to_yaml(crd)),
+            )
+        })
+        .collect();
+
+    // In the chart, CRDs are templates (so upgrades update them) that Helm never deletes:
+    // deleting a CRD would delete every customer's resources with it.
+    let mut template = format!("{HEADER}{{{{- if .Values.crds.install }}}}\n");
+    for crd in crds {
+        let mut crd = crd;
+        crd.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("helm.sh/resource-policy".into(), "keep".into());
+        template.push_str("---\n");
+        template.push_str(&to_yaml(&crd));
+    }
+    template.push_str("{{- end }}\n");
+    files.push((CHART_TEMPLATE.to_owned(), template));
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed CRDs are what the types generate. On failure run `cargo run --bin crdgen`.
+    #[test]
+    fn committed_crds_match_the_rust_types() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        for (path, expected) in generated_files() {
+            let committed = std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_default();
+            assert!(
+                committed == expected,
+                "{path} differs from the Rust types; run `cargo run --bin crdgen`"
+            );
+        }
+    }
+
+    #[test]
+    fn list_maps_printer_columns_and_short_names_are_generated() {
+        let files = generated_files();
+        let domain = &files[0].1;
+        assert!(domain.contains("x-kubernetes-list-type: map"));
+        assert!(domain.contains("x-kubernetes-list-map-keys:\n"));
+        assert!(domain.contains("- cdom"));
+        assert!(domain.contains("jsonPath: .status.users.covered"));
+        assert!(domain.contains("rule: self == oldSelf"));
+        assert!(files[1].1.contains("- cuser"));
+    }
+}

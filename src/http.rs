@@ -1,0 +1,105 @@
+//! The operator's HTTP endpoint: `/healthz` (the process serves requests), `/readyz` (a
+//! standby replica waiting for the Lease, or the leader once its caches are synced) and
+//! `/metrics` (Prometheus text format).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::telemetry::Metrics;
+use crate::{Error, Result};
+
+/// Where the replica stands, for `/readyz`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Connecting to the API server.
+    Starting = 0,
+    /// Waiting for the leader Lease.
+    Standby = 1,
+    /// Leading; caches not synced yet.
+    Syncing = 2,
+    /// Leading with synced caches.
+    Leading = 3,
+    /// Shutting down.
+    Stopping = 4,
+}
+
+/// Shared, lock-free readiness state.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+impl Readiness {
+    pub fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, Ordering::Relaxed);
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Phase::Standby,
+            2 => Phase::Syncing,
+            3 => Phase::Leading,
+            4 => Phase::Stopping,
+            _ => Phase::Starting,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+/// Binds `addr` and serves until the process ends. Returns the bound address (useful with
+/// port 0) and the serving future.
+pub async fn bind(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+) -> Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Http { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Http { addr, source })?;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(AppState { metrics, readiness });
+    Ok((bound, axum::serve(listener, app).into_future()))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.readiness.phase() {
+        Phase::Standby => (
+            StatusCode::OK,
+            "ok: standby, waiting for the leader lease\n",
+        ),
+        Phase::Leading => (StatusCode::OK, "ok: leading\n"),
+        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+        Phase::Syncing => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leading, caches not synced yet\n",
+        ),
+        Phase::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}

@@ -1,0 +1,306 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, with client-go's semantics, so that of
+//! several replicas exactly one reconciles.
+//!
+//! A candidate takes the Lease when it is free or when its record has not changed for the
+//! record's `leaseDurationSeconds`, measured on the candidate's own clock (never by comparing
+//! `renewTime` with local time, so clock skew between nodes cannot cause two leaders). Every
+//! write carries the `resourceVersion` that was read, so two candidates racing for the same
+//! Lease cannot both win: the API server rejects the second with a conflict. The leader renews
+//! every retry period; if it cannot renew for `renewDeadline` it stops leading. On a clean
+//! shutdown it releases the Lease, so another replica takes over at once instead of waiting
+//! for expiry.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::{Error, FIELD_MANAGER, Result};
+
+/// Timing of the election, as in client-go.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+/// One candidate for one Lease.
+pub struct LeaderElector {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    timing: Timing,
+    /// The last record seen and when (on our clock) it was first seen.
+    observed: Option<(LeaseSpec, Instant)>,
+}
+
+/// Whether the Lease may be taken by `identity` now.
+fn acquirable(record: &LeaseSpec, observed_at: Instant, now: Instant, identity: &str) -> bool {
+    let holder = record.holder_identity.as_deref().unwrap_or_default();
+    if holder.is_empty() || holder == identity {
+        return true;
+    }
+    let duration =
+        Duration::from_secs(u64::try_from(record.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+    now.duration_since(observed_at) >= duration
+}
+
+/// The record `identity` writes when it takes or renews a Lease whose record is `current`.
+fn next_record(
+    current: Option<&LeaseSpec>,
+    identity: &str,
+    timing: &Timing,
+    now: Timestamp,
+) -> LeaseSpec {
+    let renewing = current.is_some_and(|c| c.holder_identity.as_deref() == Some(identity));
+    let transitions = current.and_then(|c| c.lease_transitions).unwrap_or(0);
+    LeaseSpec {
+        holder_identity: Some(identity.to_owned()),
+        lease_duration_seconds: Some(
+            i32::try_from(timing.lease_duration.as_secs()).unwrap_or(i32::MAX),
+        ),
+        acquire_time: if renewing {
+            current.and_then(|c| c.acquire_time.clone())
+        } else {
+            Some(MicroTime(now))
+        },
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(if renewing || current.is_none() {
+            transitions
+        } else {
+            transitions + 1
+        }),
+        ..LeaseSpec::default()
+    }
+}
+
+impl LeaderElector {
+    pub fn new(api: Api<Lease>, name: String, identity: String, timing: Timing) -> Self {
+        Self {
+            api,
+            name,
+            identity,
+            timing,
+            observed: None,
+        }
+    }
+
+    /// This candidate's identity.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Returns once this candidate holds the Lease.
+    pub async fn acquire(&mut self) -> Result<()> {
+        info!(lease = %self.name, identity = %self.identity, "waiting to become leader");
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    info!(lease = %self.name, identity = %self.identity, "became leader");
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(lease = %self.name, %error, "cannot read or write the Lease; retrying")
+                }
+            }
+            tokio::time::sleep(self.timing.retry_period).await;
+        }
+    }
+
+    /// Renews the Lease until renewing has failed for the renew deadline; then returns the
+    /// reason leadership is lost. Never returns while leading.
+    pub async fn hold(&mut self) -> Error {
+        let mut last_renewal = Instant::now();
+        loop {
+            tokio::time::sleep(self.timing.retry_period).await;
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_renewal = Instant::now(),
+                Ok(false) => {
+                    return self.lost("another replica holds the Lease");
+                }
+                Err(error) => {
+                    warn!(lease = %self.name, %error, "renewing the Lease failed");
+                    if last_renewal.elapsed() >= self.timing.renew_deadline {
+                        return self.lost(&format!(
+                            "not renewed within {:?}: {error}",
+                            self.timing.renew_deadline
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn lost(&self, reason: &str) -> Error {
+        Error::LeaderElection {
+            lease: self.name.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Gives the Lease up so another replica can take over without waiting for expiry.
+    pub async fn release(&mut self) -> Result<()> {
+        let Some(current) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let spec = current.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        let released = LeaseSpec {
+            holder_identity: None,
+            lease_duration_seconds: Some(1),
+            renew_time: Some(MicroTime(Timestamp::now())),
+            acquire_time: spec.acquire_time.clone(),
+            lease_transitions: spec.lease_transitions,
+            ..LeaseSpec::default()
+        };
+        self.write(&current, released).await?;
+        info!(lease = %self.name, identity = %self.identity, "released the Lease");
+        Ok(())
+    }
+
+    /// One election round: takes or renews the Lease if allowed. `Ok(false)` means someone
+    /// else holds it (or won a race for it).
+    async fn try_acquire_or_renew(&mut self) -> Result<bool> {
+        let now = Instant::now();
+        let Some(current) = self.api.get_opt(&self.name).await? else {
+            return self.create().await;
+        };
+        let record = current.spec.clone().unwrap_or_default();
+        let observed_at = match &self.observed {
+            Some((seen, at)) if *seen == record => *at,
+            _ => now,
+        };
+        self.observed = Some((record.clone(), observed_at));
+        if !acquirable(&record, observed_at, now, &self.identity) {
+            debug!(lease = %self.name, holder = ?record.holder_identity, "Lease is held by another replica");
+            return Ok(false);
+        }
+        let next = next_record(
+            Some(&record),
+            &self.identity,
+            &self.timing,
+            Timestamp::now(),
+        );
+        match self.write(&current, next.clone()).await {
+            Ok(()) => {
+                self.observed = Some((next, Instant::now()));
+                Ok(true)
+            }
+            Err(Error::Kube(kube::Error::Api(status))) if status.is_conflict() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn create(&mut self) -> Result<bool> {
+        let record = next_record(None, &self.identity, &self.timing, Timestamp::now());
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(record.clone()),
+        };
+        match self.api.create(&PostParams::default(), &lease).await {
+            Ok(_) => {
+                self.observed = Some((record, Instant::now()));
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Applies `spec` with the `resourceVersion` of `current` as a precondition.
+    async fn write(&self, current: &Lease, spec: LeaseSpec) -> Result<()> {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                resource_version: current.metadata.resource_version.clone(),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+        };
+        // k8s-openapi serializes apiVersion and kind, as server-side apply requires.
+        self.api
+            .patch(
+                &self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&lease),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+    };
+
+    fn held_by(holder: &str) -> LeaseSpec {
+        next_record(None, holder, &TIMING, Timestamp::from_second(1000).unwrap())
+    }
+
+    #[test]
+    fn a_held_lease_is_taken_only_after_it_stood_still_for_its_duration() {
+        let seen = Instant::now();
+        let record = held_by("a");
+        assert!(!acquirable(
+            &record,
+            seen,
+            seen + Duration::from_secs(14),
+            "b"
+        ));
+        assert!(acquirable(
+            &record,
+            seen,
+            seen + Duration::from_secs(15),
+            "b"
+        ));
+        // The holder itself renews at any time.
+        assert!(acquirable(&record, seen, seen, "a"));
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let seen = Instant::now();
+        let released = LeaseSpec {
+            holder_identity: None,
+            ..held_by("a")
+        };
+        assert!(acquirable(&released, seen, seen, "b"));
+    }
+
+    #[test]
+    fn taking_over_counts_a_transition_and_renewing_does_not() {
+        let t0 = Timestamp::from_second(1000).unwrap();
+        let t1 = Timestamp::from_second(1002).unwrap();
+        let first = next_record(None, "a", &TIMING, t0);
+        assert_eq!(first.lease_transitions, Some(0));
+        assert_eq!(first.lease_duration_seconds, Some(15));
+
+        let renewed = next_record(Some(&first), "a", &TIMING, t1);
+        assert_eq!(renewed.lease_transitions, Some(0));
+        assert_eq!(renewed.acquire_time, first.acquire_time);
+        assert_eq!(renewed.renew_time, Some(MicroTime(t1)));
+
+        let taken = next_record(Some(&renewed), "b", &TIMING, t1);
+        assert_eq!(taken.lease_transitions, Some(1));
+        assert_eq!(taken.acquire_time, Some(MicroTime(t1)));
+        assert_eq!(taken.holder_identity.as_deref(), Some("b"));
+    }
+}

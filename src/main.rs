@@ -1,0 +1,102 @@
+//! The operator binary: serves health and metrics, takes part in leader election, and runs the
+//! controllers while it leads.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use tracing::{error, info};
+
+use continuity_operator::config::Config;
+use continuity_operator::controller::{self, Settings};
+use continuity_operator::http::{self, Phase, Readiness};
+use continuity_operator::leader::{LeaderElector, Timing};
+use continuity_operator::telemetry::{Metrics, logging};
+use continuity_operator::{Result, shutdown};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    logging::init(config.log_format);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            error!(%error, "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    config.check()?;
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    let (bound, server) = http::bind(config.http_addr, metrics.clone(), readiness.clone()).await?;
+    info!(addr = %bound, "serving /healthz, /readyz and /metrics");
+    tokio::spawn(server);
+
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        info!("shutdown requested");
+        trigger.fire();
+    });
+
+    let client = Client::try_default().await?;
+    let lease_namespace = config
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let identity = config.identity.clone().unwrap_or_else(default_identity);
+    let mut elector = LeaderElector::new(
+        Api::<Lease>::namespaced(client.clone(), &lease_namespace),
+        config.lease_name.clone(),
+        identity.clone(),
+        Timing {
+            lease_duration: config.lease_duration,
+            renew_deadline: config.renew_deadline,
+            retry_period: config.retry_period,
+        },
+    );
+
+    readiness.set(Phase::Standby);
+    tokio::select! {
+        acquired = elector.acquire() => acquired?,
+        () = shutdown.clone().wait() => return Ok(()),
+    }
+    metrics.set_leader(true);
+
+    let settings = Settings {
+        namespace: config.namespace.clone(),
+        concurrency: config.max_concurrent_reconciles,
+        resync: config.resync_interval,
+        identity,
+    };
+    let controllers = controller::run(
+        client,
+        settings,
+        metrics.clone(),
+        readiness.clone(),
+        shutdown,
+    );
+    tokio::select! {
+        () = controllers => {}
+        lost = elector.hold() => {
+            // Another replica may already act; stop at once so two never reconcile together.
+            metrics.set_leader(false);
+            return Err(lost);
+        }
+    }
+    readiness.set(Phase::Stopping);
+    metrics.set_leader(false);
+    elector.release().await
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "continuity-operator".into());
+    format!("{host}-{}", std::process::id())
+}

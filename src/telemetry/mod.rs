@@ -1,0 +1,6 @@
+//! Observability: Prometheus metrics and structured logs.
+
+pub mod logging;
+pub mod metrics;
+
+pub use metrics::Metrics;

@@ -34,12 +34,13 @@ pub struct Config {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    /// How long a Lease holds without renewal; a replica that dies is replaced after this.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    /// How long a Lease holds without renewal. A replica that dies is replaced after this plus
+    /// up to two retry periods (observing the last renewal, then polling), about 14 s by default.
+    #[arg(long, default_value = "12s", value_parser = parse_duration)]
     pub lease_duration: Duration,
 
     /// How long the leader keeps trying to renew before it gives up leading.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
     pub renew_deadline: Duration,
 
     /// Interval between attempts to acquire or renew the Lease.

@@ -1,33 +1,41 @@
 //! The controller's only writes: server-side apply of child objects and of status, under the
 //! one field manager, forced (the operator owns these fields). An unchanged child (same spec
-//! hash as the cached one) and an unchanged status are never sent, so a steady-state reconcile
-//! makes no API writes.
+//! hash as the cached one) and an unchanged status are never sent, nor is a repeat of what was
+//! just written while the cache catches up ([`super::memo`]); a steady-state reconcile makes no
+//! API writes.
 
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::resources::spec_hash;
-use crate::telemetry::metrics::{Metrics, Write};
+use super::Context;
+use crate::resources::{content_hash, spec_hash};
+use crate::telemetry::metrics::Write;
 use crate::{Error, FIELD_MANAGER, Result};
+
+/// What an apply did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server already has it; nothing was sent.
+    Unchanged,
+    /// Sent.
+    Written,
+    /// Just written by us; the cache has not caught up yet, so nothing was sent. Check again
+    /// after [`super::memo::WINDOW`].
+    AwaitingCache,
+}
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Applies `desired` unless the cached object already carries its spec hash. Returns whether
-/// a write was sent.
-pub async fn child<K>(
-    client: &Client,
-    cache: &Store<K>,
-    desired: &K,
-    metrics: &Metrics,
-) -> Result<bool>
+/// Applies `desired` unless the cached object already carries its spec hash.
+pub async fn child<K>(ctx: &Context, cache: &Store<K>, desired: &K) -> Result<Outcome>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -35,45 +43,69 @@ where
         + DeserializeOwned
         + Debug,
 {
-    let name = desired.meta().name.clone().ok_or(Error::MissingField {
+    let missing = |field| Error::MissingField {
         kind: "child object",
-        field: "metadata.name",
-    })?;
-    let namespace = desired.namespace().ok_or(Error::MissingField {
-        kind: "child object",
-        field: "metadata.namespace",
-    })?;
+        field,
+    };
+    let name = desired
+        .meta()
+        .name
+        .clone()
+        .ok_or(missing("metadata.name"))?;
+    let namespace = desired.namespace().ok_or(missing("metadata.namespace"))?;
+    let hash = spec_hash(desired).ok_or(missing("spec hash annotation"))?;
     let cached = cache.get(&ObjectRef::new(&name).within(&namespace));
-    if cached
-        .as_deref()
-        .and_then(spec_hash)
-        .is_some_and(|hash| Some(hash) == spec_hash(desired))
-    {
-        return Ok(false);
+    if cached.as_deref().and_then(spec_hash) == Some(hash) {
+        return Ok(Outcome::Unchanged);
     }
-    Api::<K>::namespaced(client.clone(), &namespace)
+    let target = format!("{}/{namespace}/{name}", K::kind(&()));
+    let content = content_hash(&hash)?;
+    if ctx.memo.recently_written(&target, content) {
+        return Ok(Outcome::AwaitingCache);
+    }
+    Api::<K>::namespaced(ctx.client.clone(), &namespace)
         .patch(&name, &apply_params(), &Patch::Apply(desired))
         .await?;
-    metrics.api_write(&K::kind(&()), Write::Apply);
-    Ok(true)
+    ctx.memo.record(target, content);
+    ctx.metrics.api_write(&K::kind(&()), Write::Apply);
+    Ok(Outcome::Written)
 }
 
-/// Applies `status` to the status subresource of `object`. The body holds nothing but the
-/// status: Kubernetes before 1.22 mis-tracks field ownership of spec fields sent to /status.
-pub async fn status<K, S>(api: &Api<K>, object: &K, status: &S, metrics: &Metrics) -> Result<()>
+/// Applies `status` to the status subresource of `object` unless it equals `previous`. The body
+/// holds nothing but the status: Kubernetes before 1.22 mis-tracks field ownership of spec
+/// fields sent to /status.
+pub async fn status<K, S>(ctx: &Context, object: &K, previous: &S, status: &S) -> Result<Outcome>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-    S: Serialize,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+    S: Serialize + PartialEq,
 {
+    if previous == status {
+        return Ok(Outcome::Unchanged);
+    }
+    let missing = |field| Error::MissingField {
+        kind: "reconciled object",
+        field,
+    };
     let name = object.name_any();
+    let namespace = object.namespace().ok_or(missing("metadata.namespace"))?;
+    let target = format!("status:{}", object.uid().ok_or(missing("metadata.uid"))?);
+    let content = content_hash(status)?;
+    if ctx.memo.recently_written(&target, content) {
+        return Ok(Outcome::AwaitingCache);
+    }
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "metadata": { "name": name },
         "status": status,
     });
-    api.patch_status(&name, &apply_params(), &Patch::Apply(&body))
+    Api::<K>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(&name, &apply_params(), &Patch::Apply(&body))
         .await?;
-    metrics.api_write(&K::kind(&()), Write::Status);
-    Ok(())
+    ctx.memo.record(target, content);
+    ctx.metrics.api_write(&K::kind(&()), Write::Status);
+    Ok(Outcome::Written)
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{CACHE_SYNC_RETRY, Context, apply, events};
+use super::apply::{self, Outcome};
+use super::{CACHE_SYNC_RETRY, Context, events};
 use crate::api::validation;
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::claims::{self, Claim};
@@ -66,15 +67,15 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     let claimants = ctx.claims.get(&claims::claimed_domain(&domain).to_owned());
 
     let plan = plan(&domain, &users, &claimants)?;
+    let mut outcomes = Vec::with_capacity(plan.children.len() + 1);
     for child in &plan.children {
-        apply::child(&ctx.client, &ctx.config_maps, child, &ctx.metrics).await?;
+        outcomes.push(apply::child(&ctx, &ctx.config_maps, child).await?);
     }
 
-    let status = compute(&domain, &plan.facts, &Time(Timestamp::now()));
     let previous = domain.status.clone().unwrap_or_default();
-    if previous != status {
-        let api: Api<ContinuityDomain> = Api::namespaced(ctx.client.clone(), &namespace);
-        apply::status(&api, domain.as_ref(), &status, &ctx.metrics).await?;
+    let status = compute(&domain, &plan.facts, &Time(Timestamp::now()));
+    let written = apply::status(&ctx, domain.as_ref(), &previous, &status).await?;
+    if written == Outcome::Written {
         info!(domain = %format!("{namespace}/{}", domain.name_any()), phase = ?status.phase, "status updated");
         events::publish(
             &ctx.recorder,
@@ -85,9 +86,10 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         )
         .await;
     }
+    outcomes.push(written);
     ctx.metrics
         .reconciled("ContinuityDomain", started.elapsed());
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(ctx.requeue_after(&outcomes))
 }
 
 #[cfg(test)]

@@ -22,15 +22,18 @@ const WARNING_REASONS: [&str; 8] = [
 ];
 
 /// The Events announcing the change from `previous` to `next` conditions: one per distinct
-/// reason, since several conditions often flip for one cause.
+/// reason, since several conditions often flip for one cause. A new object's first status only
+/// raises Events for problems; that a fresh domain is not probed yet is no news.
 pub fn for_transitions(previous: &[Condition], next: &[Condition]) -> Vec<Event> {
     let mut events: Vec<Event> = Vec::new();
     for condition in conditions::changed(previous, next) {
-        if events.iter().any(|e| e.reason == condition.reason) {
+        let warning = WARNING_REASONS.contains(&condition.reason.as_str());
+        if events.iter().any(|e| e.reason == condition.reason) || (previous.is_empty() && !warning)
+        {
             continue;
         }
         events.push(Event {
-            type_: if WARNING_REASONS.contains(&condition.reason.as_str()) {
+            type_: if warning {
                 EventType::Warning
             } else {
                 EventType::Normal

@@ -16,6 +16,7 @@ pub mod apply;
 pub mod domain;
 pub mod events;
 pub mod index;
+pub mod memo;
 pub mod user;
 
 use std::collections::HashMap;
@@ -77,6 +78,7 @@ pub struct Context {
     pub config_maps: Store<ConfigMap>,
     pub users_by_domain: Index<ContinuityUser, DomainKey, ObjectRef<ContinuityUser>>,
     pub claims: Index<ContinuityDomain, String, Claim>,
+    pub memo: memo::WriteMemo,
     backoff: Mutex<HashMap<String, u32>>,
 }
 
@@ -119,6 +121,16 @@ impl Context {
             .iter()
             .filter_map(|user| self.users.get(user))
             .collect()
+    }
+
+    /// The action after a successful reconcile: look again soon if a write is still on its way
+    /// to the cache, otherwise at the next resync.
+    fn requeue_after(&self, outcomes: &[apply::Outcome]) -> Action {
+        if outcomes.contains(&apply::Outcome::AwaitingCache) {
+            Action::requeue(memo::WINDOW)
+        } else {
+            Action::requeue(self.settings.resync)
+        }
     }
 
     fn in_scope(&self, namespace: &str) -> bool {
@@ -272,6 +284,7 @@ pub async fn run(
         config_maps,
         users_by_domain: Index::new(index_user),
         claims: Index::new(index_claim),
+        memo: memo::WriteMemo::default(),
         backoff: Mutex::new(HashMap::new()),
     });
 

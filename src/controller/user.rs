@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{CACHE_SYNC_RETRY, Context, apply, events};
+use super::apply::{self, Outcome};
+use super::{CACHE_SYNC_RETRY, Context, events};
 use crate::api::ContinuityUser;
 use crate::coverage;
 use crate::status::user::compute;
@@ -35,11 +36,10 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
     let siblings: Vec<&ContinuityUser> = siblings.iter().map(AsRef::as_ref).collect();
 
     let verdict = coverage::judge_user(&user, domain.as_deref(), &siblings);
-    let status = compute(&user, &verdict, &Time(Timestamp::now()));
     let previous = user.status.clone().unwrap_or_default();
-    if previous != status {
-        let api: Api<ContinuityUser> = Api::namespaced(ctx.client.clone(), &namespace);
-        apply::status(&api, user.as_ref(), &status, &ctx.metrics).await?;
+    let status = compute(&user, &verdict, &Time(Timestamp::now()));
+    let written = apply::status(&ctx, user.as_ref(), &previous, &status).await?;
+    if written == Outcome::Written {
         info!(user = %format!("{namespace}/{}", user.name_any()), ?verdict, "status updated");
         events::publish(
             &ctx.recorder,
@@ -51,5 +51,5 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
         .await;
     }
     ctx.metrics.reconciled("ContinuityUser", started.elapsed());
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(ctx.requeue_after(&[written]))
 }

@@ -59,20 +59,23 @@ fn owner_reference(domain: &ContinuityDomain) -> Result<OwnerReference> {
     })
 }
 
-/// Stamps `object` with the hash of its content. Builders call this last.
-pub fn with_spec_hash<K: Resource + Serialize>(mut object: K) -> Result<K> {
-    let bytes = serde_json::to_vec(&object).map_err(|source| Error::Serialize {
-        what: "child object",
+/// A stable hash of a value's JSON form.
+pub fn content_hash<T: Serialize>(value: &T) -> Result<u64> {
+    let bytes = serde_json::to_vec(value).map_err(|source| Error::Serialize {
+        what: "object",
         source,
     })?;
+    Ok(fnv1a64(&bytes))
+}
+
+/// Stamps `object` with the hash of its content. Builders call this last.
+pub fn with_spec_hash<K: Resource + Serialize>(mut object: K) -> Result<K> {
+    let hash = content_hash(&object)?;
     object
         .meta_mut()
         .annotations
         .get_or_insert_with(BTreeMap::new)
-        .insert(
-            SPEC_HASH_ANNOTATION.to_owned(),
-            format!("{:016x}", fnv1a64(&bytes)),
-        );
+        .insert(SPEC_HASH_ANNOTATION.to_owned(), format!("{hash:016x}"));
     Ok(object)
 }
 

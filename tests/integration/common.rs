@@ -1,0 +1,400 @@
+//! Shared test harness: one real control plane for the whole test binary, the CRDs applied
+//! once, a fresh namespace per test, and the real operator binary run as a subprocess.
+//!
+//! `CONTINUITY_TEST_KUBECONFIG` names a running control plane (hack/test.sh starts one for
+//! the whole suite); without it the harness starts its own with hack/control-plane.sh, which
+//! stops itself when this process exits.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use continuity_operator::api::{ContinuityDomain, ContinuityUser};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use kube::{Api, Client, Config, ResourceExt};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const TEST_MANAGER: &str = "continuity-tests";
+
+/// Repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Path of the kubeconfig of the test control plane, CRDs installed and Established.
+pub fn kubeconfig() -> &'static Path {
+    static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+    KUBECONFIG.get_or_init(|| {
+        let path = match std::env::var_os("CONTINUITY_TEST_KUBECONFIG") {
+            Some(path) => PathBuf::from(path),
+            None => start_control_plane(),
+        };
+        // The CRDs are installed on a runtime of their own: every test has its own runtime,
+        // and this runs once for all of them.
+        let installer = path.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .expect("tokio runtime")
+                .block_on(async move { install_crds(&client_for(&installer).await).await })
+        })
+        .join()
+        .expect("installing the CRDs");
+        path
+    })
+}
+
+fn start_control_plane() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("control-plane-{}", std::process::id()));
+    let status = std::process::Command::new(repo().join("hack/control-plane.sh"))
+        .arg("start")
+        .arg(&dir)
+        .arg("--watch-pid")
+        .arg(std::process::id().to_string())
+        .status()
+        .expect("running hack/control-plane.sh");
+    assert!(status.success(), "hack/control-plane.sh start failed");
+    dir.join("kubeconfig")
+}
+
+async fn client_for(kubeconfig: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("reading the kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// A client for the test control plane, on the calling test's runtime.
+pub async fn client() -> Client {
+    client_for(kubeconfig()).await
+}
+
+/// Installs the CRDs as Helm or a client-side `kubectl apply` would: create, or replace.
+/// (Server-side apply is no option on Kubernetes < 1.25: its typed patch refuses the
+/// `x-kubernetes-validations` field that create and replace silently drop.)
+async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for mut crd in continuity_operator::crd::definitions() {
+        let name = crd.name_any();
+        match crds.get_opt(&name).await.expect("reading a CRD") {
+            None => crds.create(&PostParams::default(), &crd).await.map(drop),
+            Some(existing) => {
+                crd.metadata.resource_version = existing.resource_version();
+                crds.replace(&name, &PostParams::default(), &crd)
+                    .await
+                    .map(drop)
+            }
+        }
+        .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
+    }
+    for crd in continuity_operator::crd::definitions() {
+        let name = crd.name_any();
+        wait_for(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            || {
+                let crds = crds.clone();
+                let name = name.clone();
+                async move {
+                    let crd = crds.get(&name).await.ok()?;
+                    crd.status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Polls `check` until it yields a value; panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A unique name: tests run in parallel against one API server.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// Creates a fresh namespace.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("creating a namespace");
+    name
+}
+
+/// Applies every object of a (multi-document) YAML text into `namespace`.
+pub async fn apply_yaml(client: &Client, namespace: &str, yaml: &str) -> Vec<DynamicObject> {
+    let mut applied = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value = serde_yaml::Value::deserialize(document).expect("valid YAML");
+        if value.is_null() {
+            continue;
+        }
+        let mut object: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
+        object.metadata.namespace = Some(namespace.to_owned());
+        let types = object.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).expect("group, version and kind");
+        let (resource, _) = pinned_kind(client, &gvk).await.expect("a known kind");
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let name = object.name_any();
+        applied.push(
+            api.patch(
+                &name,
+                &PatchParams::apply(TEST_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying {} {name}: {e}", gvk.kind)),
+        );
+    }
+    applied
+}
+
+/// A ContinuityDomain for `mail_domain` with a SelectedUsers scope, as YAML.
+pub fn domain_yaml(name: &str, mail_domain: &str) -> String {
+    format!(
+        "apiVersion: continuity.mailops.io/v1alpha1\nkind: ContinuityDomain\nmetadata:\n  name: {name}\nspec:\n  domain: {mail_domain}\n  primary:\n    host: mx.{mail_domain}\n"
+    )
+}
+
+/// A ContinuityUser, as YAML.
+pub fn user_yaml(name: &str, domain: &str, address: &str) -> String {
+    format!(
+        "apiVersion: continuity.mailops.io/v1alpha1\nkind: ContinuityUser\nmetadata:\n  name: {name}\nspec:\n  domainRef:\n    name: {domain}\n  address: {address}\n"
+    )
+}
+
+/// A mail domain no other test uses (claims are cluster-wide).
+pub fn mail_domain(label: &str) -> String {
+    format!("{}.example.test", unique(label))
+}
+
+/// Finds a condition's (status, reason, message).
+pub fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the domain's condition `type_` has `status` and `reason`; returns the domain.
+pub async fn domain_condition(
+    api: &Api<ContinuityDomain>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> ContinuityDomain {
+    wait_for(
+        &format!("ContinuityDomain {name}: {type_}={status} ({reason})"),
+        Duration::from_secs(30),
+        || async {
+            let domain = api.get(name).await.ok()?;
+            let (s, r, _) = condition(&domain.status.as_ref()?.conditions, type_)?;
+            (s == status && r == reason).then_some(domain)
+        },
+    )
+    .await
+}
+
+/// Waits until the user's condition `type_` has `status` and `reason`; returns the user.
+pub async fn user_condition(
+    api: &Api<ContinuityUser>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> ContinuityUser {
+    wait_for(
+        &format!("ContinuityUser {name}: {type_}={status} ({reason})"),
+        Duration::from_secs(30),
+        || async {
+            let user = api.get(name).await.ok()?;
+            let (s, r, _) = condition(&user.status.as_ref()?.conditions, type_)?;
+            (s == status && r == reason).then_some(user)
+        },
+    )
+    .await
+}
+
+/// A running operator process.
+pub struct Operator {
+    child: tokio::process::Child,
+    pub http: std::net::SocketAddr,
+    pub identity: String,
+    pub log: PathBuf,
+}
+
+/// Options for [`Operator::start`].
+pub struct OperatorOptions<'a> {
+    pub namespace: &'a str,
+    pub lease_name: String,
+    pub identity: String,
+    pub kubeconfig: PathBuf,
+    pub lease_namespace: Option<String>,
+}
+
+impl<'a> OperatorOptions<'a> {
+    /// The operator reconciling `namespace` only, its Lease in that namespace.
+    pub fn scoped(namespace: &'a str) -> Self {
+        Self {
+            namespace,
+            lease_name: format!("leader-{namespace}"),
+            identity: unique("operator"),
+            kubeconfig: kubeconfig().to_owned(),
+            lease_namespace: None,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Operator {
+    /// Starts the operator binary; it is killed when dropped.
+    pub fn start(options: OperatorOptions<'_>) -> Operator {
+        let http: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let log =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", options.identity));
+        let log_file = std::fs::File::create(&log).expect("operator log file");
+        let lease_namespace = options
+            .lease_namespace
+            .unwrap_or_else(|| options.namespace.to_owned());
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_continuity-operator"))
+            .args(["--namespace", options.namespace])
+            .args(["--lease-namespace", &lease_namespace])
+            .args(["--lease-name", &options.lease_name])
+            .args(["--identity", &options.identity])
+            .args(["--http-addr", &http.to_string()])
+            .env("KUBECONFIG", &options.kubeconfig)
+            .env("RUST_LOG", "info,continuity_operator=debug")
+            .env_remove("WATCH_NAMESPACE")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting the operator binary");
+        Operator {
+            child,
+            http,
+            identity: options.identity,
+            log,
+        }
+    }
+
+    /// GET `path` on the operator's HTTP endpoint: (status code, body).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = tokio::net::TcpStream::connect(self.http).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// The value of a metric line (`name{labels}` exactly as exposed), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        body.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// The sum of every series of a metric family.
+    pub async fn metric_sum(&self, family: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        metric_sum(&body, family)
+    }
+
+    /// Sends SIGKILL: the process dies without releasing its Lease.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("killing the operator");
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("operator still running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "sending SIGTERM");
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the operator exits within 20 s of SIGTERM")
+            .expect("waiting for the operator")
+    }
+
+    /// The operator's log so far, for failure messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Sums every series of `family` in a Prometheus text exposition.
+pub fn metric_sum(body: &str, family: &str) -> f64 {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -1,0 +1,452 @@
+//! ContinuityDomains against the real API server: the examples converge, children are owned
+//! and garbage-collected, claims conflict across namespaces, rules the 1.20 API server cannot
+//! enforce are enforced by the operator, and a steady state writes nothing.
+
+use std::time::Duration;
+
+use continuity_operator::api::domain::DomainPhase;
+use continuity_operator::api::{ContinuityDomain, ContinuityUser};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn the_examples_apply_and_their_statuses_converge() {
+    let client = client().await;
+    let namespace = namespace(&client, "examples").await;
+    let operator = Operator::start(OperatorOptions::scoped(&namespace));
+    for file in [
+        "domain-minimal.yaml",
+        "domain-static.yaml",
+        "domain-full.yaml",
+        "users.yaml",
+    ] {
+        let yaml =
+            std::fs::read_to_string(repo().join("examples").join(file)).expect("example file");
+        apply_yaml(&client, &namespace, &yaml).await;
+    }
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &namespace);
+
+    // (name, covered users): SelectedUsers with alice and bob; a static list minus one
+    // exclusion; an LDAP directory not read yet.
+    for (name, covered) in [
+        ("example-com", Some(2)),
+        ("shop-example-org", Some(2)),
+        ("corp", None),
+    ] {
+        let domain =
+            domain_condition(&domains, name, "Ready", "False", "StandbyNotProvisioned").await;
+        let domain = wait_for(
+            &format!("{name} covered users"),
+            Duration::from_secs(30),
+            || {
+                let domains = domains.clone();
+                let domain = domain.clone();
+                async move {
+                    let latest = domains.get(&domain.name_any()).await.ok()?;
+                    let status = latest.status.clone()?;
+                    (status.users.map(|u| u.covered) == covered).then_some(latest)
+                }
+            },
+        )
+        .await;
+        let status = domain.status.as_ref().expect("status");
+        assert_eq!(status.phase, Some(DomainPhase::Provisioning), "{name}");
+        assert_eq!(
+            status.observed_generation, domain.metadata.generation,
+            "{name}"
+        );
+        assert_eq!(
+            condition(&status.conditions, "Conflict").map(|c| c.0),
+            Some("False".into()),
+            "{name}"
+        );
+        assert_eq!(
+            condition(&status.conditions, "PrimaryReachable").map(|c| c.1),
+            Some("NotProbed".into())
+        );
+        assert_eq!(
+            status.claimed_domain.as_deref(),
+            Some(domain.spec.domain.as_str())
+        );
+        for c in &status.conditions {
+            assert_eq!(
+                c.observed_generation, domain.metadata.generation,
+                "{name} {}",
+                c.type_
+            );
+        }
+    }
+    for name in ["alice", "bob"] {
+        user_condition(&users, name, "Covered", "True", "Covered").await;
+        user_condition(&users, name, "Ready", "False", "StandbyNotProvisioned").await;
+    }
+    let coverage: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let map = coverage
+        .get("example-com-coverage")
+        .await
+        .expect("coverage ConfigMap");
+    assert_eq!(
+        map.data.expect("data")["addresses"],
+        "alice@example.com\nbob@example.com\n"
+    );
+    assert!(
+        operator
+            .metric_sum("continuity_reconcile_errors_total")
+            .await
+            == 0.0,
+        "{}",
+        operator.log_text()
+    );
+
+    // The examples claim fixed mail domains; release them for later runs on this cluster.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(coverage.into_client())
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .expect("deleting the examples namespace");
+}
+
+#[tokio::test]
+async fn children_are_owned_and_garbage_collected_with_their_domain() {
+    let client = client().await;
+    let namespace = namespace(&client, "gc").await;
+    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let mail = mail_domain("gc");
+    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
+    apply_yaml(
+        &client,
+        &namespace,
+        &user_yaml("u", "d", &format!("u@{mail}")),
+    )
+    .await;
+
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let map = wait_for(
+        "the coverage ConfigMap",
+        Duration::from_secs(30),
+        || async {
+            maps.get("d-coverage").await.ok().filter(|m| {
+                m.data
+                    .as_ref()
+                    .is_some_and(|d| d["addresses"].contains('@'))
+            })
+        },
+    )
+    .await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    let domain = domains.get("d").await.expect("domain");
+    let owner = map
+        .owner_references()
+        .first()
+        .expect("the coverage ConfigMap has an ownerReference");
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ContinuityDomain", "d")
+    );
+    assert_eq!(Some(&owner.uid), domain.metadata.uid.as_ref());
+    assert_eq!(owner.controller, Some(true));
+
+    domains
+        .delete("d", &DeleteParams::background())
+        .await
+        .expect("deleting the domain");
+    // kube-controller-manager's garbage collector, not the operator, removes the child.
+    wait_for(
+        "the garbage collector to delete d-coverage",
+        Duration::from_secs(60),
+        || async { matches!(maps.get_opt("d-coverage").await, Ok(None)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
+    let client = client().await;
+    let first_ns = namespace(&client, "claim-first").await;
+    let later_ns = namespace(&client, "claim-later").await;
+    let mail = mail_domain("claimed");
+    // The first claimant lives in a namespace this operator does not reconcile: claims are
+    // checked cluster-wide anyway.
+    apply_yaml(&client, &first_ns, &domain_yaml("first", &mail)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have 1 s resolution
+    let _operator = Operator::start(OperatorOptions::scoped(&later_ns));
+    apply_yaml(&client, &later_ns, &domain_yaml("later", &mail)).await;
+    apply_yaml(
+        &client,
+        &later_ns,
+        &user_yaml("u", "later", &format!("u@{mail}")),
+    )
+    .await;
+
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &later_ns);
+    let later = domain_condition(
+        &domains,
+        "later",
+        "Conflict",
+        "True",
+        "DomainClaimedElsewhere",
+    )
+    .await;
+    let status = later.status.expect("status");
+    assert_eq!(status.phase, Some(DomainPhase::Error));
+    let (_, _, message) = condition(&status.conditions, "Conflict").expect("Conflict condition");
+    assert!(message.contains(&format!("{first_ns}/first")), "{message}");
+    assert_eq!(
+        condition(&status.conditions, "Ready").map(|c| c.1),
+        Some("DomainClaimedElsewhere".into())
+    );
+    assert_eq!(status.claimed_domain, None);
+    // It does not act: no children.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &later_ns);
+    assert!(maps.get_opt("later-coverage").await.expect("get").is_none());
+    // Its user is told why it is not covered.
+    let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &later_ns);
+    user_condition(&users, "u", "Covered", "False", "DomainNotActing").await;
+    // A Warning Event names the problem.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &later_ns);
+    wait_for(
+        "a DomainClaimedElsewhere Event",
+        Duration::from_secs(10),
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("DomainClaimedElsewhere")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Releasing the first claim lets the later one act.
+    Api::<ContinuityDomain>::namespaced(client.clone(), &first_ns)
+        .delete("first", &DeleteParams::default())
+        .await
+        .expect("deleting the first claimant");
+    domain_condition(
+        &domains,
+        "later",
+        "Conflict",
+        "False",
+        "DomainClaimAccepted",
+    )
+    .await;
+    wait_for("later-coverage", Duration::from_secs(30), || async {
+        maps.get_opt("later-coverage").await.ok().flatten()
+    })
+    .await;
+    user_condition(&users, "u", "Covered", "True", "Covered").await;
+}
+
+#[tokio::test]
+async fn the_later_of_two_claims_in_one_namespace_is_the_conflict() {
+    let client = client().await;
+    let namespace = namespace(&client, "claim-same").await;
+    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let mail = mail_domain("twice");
+    apply_yaml(&client, &namespace, &domain_yaml("zz-first", &mail)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apply_yaml(&client, &namespace, &domain_yaml("aa-second", &mail)).await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client, &namespace);
+    domain_condition(
+        &domains,
+        "aa-second",
+        "Conflict",
+        "True",
+        "DomainClaimedElsewhere",
+    )
+    .await;
+    domain_condition(
+        &domains,
+        "zz-first",
+        "Conflict",
+        "False",
+        "DomainClaimAccepted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rules_the_old_api_server_drops_are_enforced_by_the_operator() {
+    let client = client().await;
+    let namespace = namespace(&client, "cel").await;
+    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let mail = mail_domain("cel");
+    // `exclude` with SelectedUsers breaks a CEL rule; the 1.20 API server accepts it anyway.
+    let yaml = format!(
+        "{}  users:\n    scope: SelectedUsers\n    exclude: [x@{mail}]\n",
+        domain_yaml("d", &mail)
+    );
+    apply_yaml(&client, &namespace, &yaml).await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    let domain = domain_condition(&domains, "d", "Ready", "False", "InvalidSpec").await;
+    let status = domain.status.expect("status");
+    assert_eq!(status.phase, Some(DomainPhase::Error));
+    let (_, _, message) = condition(&status.conditions, "Ready").expect("Ready");
+    assert!(
+        message.contains("users.exclude is only used with scope AllUsers"),
+        "{message}"
+    );
+    let maps: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    assert!(
+        maps.get_opt("d-coverage").await.expect("get").is_none(),
+        "an invalid domain does not act"
+    );
+}
+
+#[tokio::test]
+async fn a_claimed_domain_name_cannot_be_changed_and_working_parts_stay() {
+    let client = client().await;
+    let namespace = namespace(&client, "immutable").await;
+    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let mail = mail_domain("immutable");
+    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
+    apply_yaml(
+        &client,
+        &namespace,
+        &user_yaml("u", "d", &format!("u@{mail}")),
+    )
+    .await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let before = wait_for("d-coverage listing u", Duration::from_secs(30), || async {
+        maps.get_opt("d-coverage").await.ok().flatten().filter(|m| {
+            m.data
+                .as_ref()
+                .is_some_and(|d| d["addresses"].contains("u@"))
+        })
+    })
+    .await;
+
+    let other = mail_domain("elsewhere");
+    apply_yaml(&client, &namespace, &domain_yaml("d", &other)).await;
+    let domain = domain_condition(&domains, "d", "Ready", "False", "DomainImmutable").await;
+    let status = domain.status.expect("status");
+    assert_eq!(status.claimed_domain.as_deref(), Some(mail.as_str()));
+    assert!(
+        condition(&status.conditions, "Ready")
+            .expect("Ready")
+            .2
+            .contains("spec.domain is immutable")
+    );
+    let after = maps
+        .get("d-coverage")
+        .await
+        .expect("the coverage ConfigMap is kept");
+    assert_eq!(
+        after.data, before.data,
+        "the working parts are left as they were"
+    );
+
+    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
+    domain_condition(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
+}
+
+#[tokio::test]
+async fn a_steady_state_reconcile_writes_nothing() {
+    let client = client().await;
+    let namespace = namespace(&client, "steady").await;
+    let operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let mail = mail_domain("steady");
+    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
+    apply_yaml(
+        &client,
+        &namespace,
+        &user_yaml("u", "d", &format!("u@{mail}")),
+    )
+    .await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &namespace);
+    wait_for("one covered user", Duration::from_secs(30), || async {
+        let status = domains.get("d").await.ok()?.status?;
+        (status.users?.covered == 1).then_some(())
+    })
+    .await;
+    user_condition(&users, "u", "Covered", "True", "Covered").await;
+    // Let the memo window of the last writes pass, so every cache holds what was written.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let writes = operator.metric_sum("continuity_api_writes_total").await;
+    let reconciles = operator
+        .metric_sum("continuity_reconciliations_total")
+        .await;
+    assert!(
+        writes > 0.0 && reconciles > 0.0,
+        "the operator has been working"
+    );
+    // Metadata-only edits trigger reconciles of both objects (and of the domain through the
+    // user index) without changing anything the operator derives.
+    for round in 0..3 {
+        let patch =
+            serde_json::json!({ "metadata": { "labels": { "touched": round.to_string() } } });
+        domains
+            .patch("d", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("labelling the domain");
+        users
+            .patch("u", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("labelling the user");
+    }
+    wait_for(
+        "the touched objects to be reconciled",
+        Duration::from_secs(30),
+        || async {
+            (operator
+                .metric_sum("continuity_reconciliations_total")
+                .await
+                >= reconciles + 2.0)
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        operator.metric_sum("continuity_api_writes_total").await,
+        writes,
+        "reconciles without a change must not write\n{}",
+        operator.log_text()
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let client = client().await;
+    let namespace = namespace(&client, "endpoints").await;
+    let operator = Operator::start(OperatorOptions::scoped(&namespace));
+    wait_for("/readyz to pass", Duration::from_secs(30), || async {
+        let (code, body) = operator.get("/readyz").await?;
+        (code == 200 && body.contains("leading")).then_some(())
+    })
+    .await;
+    let (code, _) = operator.get("/healthz").await.expect("/healthz answers");
+    assert_eq!(code, 200);
+    apply_yaml(
+        &client,
+        &namespace,
+        &domain_yaml("d", &mail_domain("endpoints")),
+    )
+    .await;
+    wait_for("a counted reconcile", Duration::from_secs(30), || async {
+        (operator
+            .metric(r#"continuity_reconciliations_total{kind="ContinuityDomain"}"#)
+            .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    let (_, body) = operator.get("/metrics").await.expect("/metrics answers");
+    for family in [
+        "continuity_reconcile_duration_seconds_bucket",
+        "continuity_api_writes_total",
+        "continuity_leader 1",
+    ] {
+        assert!(body.contains(family), "{family} in\n{body}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests against a real Kubernetes control plane (etcd, kube-apiserver,
+//! kube-controller-manager), with the operator binary running as a subprocess.
+
+mod chart;
+mod common;
+mod crds;
+mod domains;
+mod leader_election;
+mod users;

@@ -36,7 +36,7 @@ async fn one_replica_acts_and_another_takes_over_when_it_dies() {
             ..OperatorOptions::scoped(&namespace)
         })
     };
-    let mut replicas = vec![start("replica-a"), start("replica-b")];
+    let mut replicas = [start("replica-a"), start("replica-b")];
     let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
 

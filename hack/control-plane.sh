@@ -59,12 +59,15 @@ deb-src http://deb.debian.org/debian bookworm main
 deb-src http://deb.debian.org/debian-security bookworm-security main
 EOF
   local apt_opts=(-o "Dir::Etc::SourceList=$work/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache")
+    -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache" -o APT::Sandbox::User=root)
   log "downloading Debian source package kubernetes $K8S_DEB_VERSION"
-  apt-get "${apt_opts[@]}" update -qq
+  apt-get "${apt_opts[@]}" update -qq >/dev/null
   (cd "$work" && apt-get "${apt_opts[@]}" source --download-only "kubernetes=$K8S_DEB_VERSION" >/dev/null 2>&1) ||
     die "apt-get source kubernetes=$K8S_DEB_VERSION failed"
-  (cd "$work" && dpkg-source -x ./*.dsc tree >/dev/null)
+  # The .dsc's hashes were checked by apt against the signed Release file; dpkg-source's own
+  # signature check only warns about a missing keyring.
+  (cd "$work" && dpkg-source -x ./*.dsc tree >"$work/dpkg-source.log" 2>&1) ||
+    { cat "$work/dpkg-source.log" >&2; die "dpkg-source -x failed"; }
 
   local tree="$work/tree"
   # The vendored reflect2 1.0.1 crashes under Go >= 1.18 ("fatal error: fault" in

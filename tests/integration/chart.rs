@@ -1,1 +1,463 @@
-//! Placeholder replaced below.
+//! The Helm chart, through real Helm (helm-sdkpy): it lints, installs into the control plane,
+//! its RBAC is enough for the operator and no more, and its pods meet the Pod Security
+//! Standard "restricted".
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use continuity_operator::api::{ContinuityDomain, ContinuityUser};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::config::Kubeconfig;
+use kube::{Api, Client};
+
+use crate::common::*;
+
+fn helm_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("CONTINUITY_HELM_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let output = std::process::Command::new(repo().join("hack/helm-venv.sh"))
+        .output()
+        .expect("running hack/helm-venv.sh");
+    assert!(
+        output.status.success(),
+        "hack/helm-venv.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Runs hack/helm.py; returns (success, its JSON output).
+fn helm(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(helm_python())
+        .arg(repo().join("hack/helm.py"))
+        .args(args)
+        .output()
+        .expect("running hack/helm.py");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (
+        output.status.success(),
+        format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+fn chart() -> String {
+    repo()
+        .join("charts/continuity-operator")
+        .display()
+        .to_string()
+}
+
+fn install(release: &str, namespace: &str, values: serde_json::Value, take_ownership: bool) {
+    let kubeconfig = kubeconfig().display().to_string();
+    let values = values.to_string();
+    let mut args = vec![
+        "install",
+        release,
+        &*chart_path(),
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        &kubeconfig,
+        "--values",
+        &values,
+    ];
+    if take_ownership {
+        args.push("--take-ownership");
+    }
+    let (ok, output) = helm(&args);
+    assert!(ok, "helm install failed: {output}");
+}
+
+fn chart_path() -> &'static str {
+    static CHART: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CHART.get_or_init(chart)
+}
+
+fn uninstall(release: &str, namespace: &str) {
+    let kubeconfig = kubeconfig().display().to_string();
+    let (ok, output) = helm(&[
+        "uninstall",
+        release,
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    assert!(ok, "helm uninstall failed: {output}");
+}
+
+/// Whether the ServiceAccount may `verb` `resource` (in `namespace`, or cluster-wide).
+async fn may(
+    client: &Client,
+    account: (&str, &str),
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> bool {
+    let (sa_namespace, sa_name) = account;
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!("system:serviceaccount:{sa_namespace}:{sa_name}")),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{sa_namespace}"),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: namespace.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SubjectAccessReview");
+    answer.status.is_some_and(|s| s.allowed)
+}
+
+#[test]
+fn the_chart_lints() {
+    let (ok, output) = helm(&["lint", &chart()]);
+    assert!(ok, "helm lint found problems: {output}");
+    assert!(output.contains("findings"), "{output}");
+}
+
+#[tokio::test]
+async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
+    let client = client().await;
+    let release_ns = unique("chart-system");
+    let tenant = namespace(&client, "chart-tenant").await;
+    // Releases are cluster-wide objects too (ClusterRoles): unique names.
+    let release = unique("cop");
+    let fullname = format!("{release}-continuity-operator");
+    let lease_name = format!("{fullname}-leader");
+    install(
+        &release,
+        &release_ns,
+        serde_json::json!({ "watchNamespace": tenant }),
+        true,
+    );
+
+    let account = (release_ns.as_str(), fullname.as_str());
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &release_ns)
+        .get(&fullname)
+        .await
+        .expect("the operator Deployment");
+    let pod = deployment
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod spec");
+    assert_eq!(pod.service_account_name.as_deref(), Some(account.1));
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap_or_default();
+    assert!(args.contains(&format!("--namespace={tenant}")), "{args:?}");
+    assert!(
+        args.contains(&format!("--lease-name={lease_name}")),
+        "{args:?}"
+    );
+    assert_eq!(
+        container
+            .liveness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.as_deref()),
+        Some("/healthz")
+    );
+    assert_eq!(
+        container
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.as_deref()),
+        Some("/readyz")
+    );
+    assert!(
+        container
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .is_some_and(|r| r.contains_key("memory"))
+    );
+    assert_restricted(&pod);
+
+    // Least privilege: the reconciled namespace only, Leases in the release namespace only, no
+    // Secrets at all; ContinuityDomains readable everywhere for the claims check.
+    assert!(may(&client, account, "patch", "", "configmaps", Some(&tenant)).await);
+    assert!(!may(&client, account, "patch", "", "configmaps", Some("default")).await);
+    assert!(!may(&client, account, "list", "", "secrets", None).await);
+    assert!(!may(&client, account, "get", "", "secrets", Some(&tenant)).await);
+    assert!(
+        may(
+            &client,
+            account,
+            "list",
+            "continuity.mailops.io",
+            "continuitydomains",
+            None
+        )
+        .await
+    );
+    assert!(
+        !may(
+            &client,
+            account,
+            "list",
+            "continuity.mailops.io",
+            "continuityusers",
+            None
+        )
+        .await
+    );
+    assert!(
+        may(
+            &client,
+            account,
+            "patch",
+            "continuity.mailops.io",
+            "continuitydomains/status",
+            Some(&tenant)
+        )
+        .await
+    );
+    assert!(
+        may(
+            &client,
+            account,
+            "update",
+            "continuity.mailops.io",
+            "continuitydomains/finalizers",
+            Some(&tenant)
+        )
+        .await
+    );
+    assert!(
+        may(
+            &client,
+            account,
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            Some(&release_ns)
+        )
+        .await
+    );
+    assert!(
+        !may(
+            &client,
+            account,
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            Some(&tenant)
+        )
+        .await
+    );
+
+    // The operator, authenticated as the chart's ServiceAccount, does its whole job.
+    let sa_kubeconfig = service_account_kubeconfig(&client, account).await;
+    let operator = Operator::start(OperatorOptions {
+        kubeconfig: sa_kubeconfig,
+        lease_name: lease_name.clone(),
+        lease_namespace: Some(release_ns.clone()),
+        ..OperatorOptions::scoped(&tenant)
+    });
+    let mail = mail_domain("chart");
+    apply_yaml(&client, &tenant, &domain_yaml("d", &mail)).await;
+    apply_yaml(&client, &tenant, &user_yaml("u", "d", &format!("u@{mail}"))).await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &tenant);
+    domain_condition(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
+    user_condition(
+        &Api::<ContinuityUser>::namespaced(client.clone(), &tenant),
+        "u",
+        "Covered",
+        "True",
+        "Covered",
+    )
+    .await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &tenant);
+    wait_for(
+        "the coverage ConfigMap",
+        Duration::from_secs(30),
+        || async { maps.get_opt("d-coverage").await.ok().flatten() },
+    )
+    .await;
+    let lease = Api::<Lease>::namespaced(client.clone(), &release_ns)
+        .get(&lease_name)
+        .await
+        .expect("Lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity),
+        Some(operator.identity.clone())
+    );
+    assert_eq!(
+        operator
+            .metric_sum("continuity_reconcile_errors_total")
+            .await,
+        0.0,
+        "no request was forbidden\n{}",
+        operator.log_text()
+    );
+    drop(operator);
+
+    uninstall(&release, &release_ns);
+    let gone = Api::<Deployment>::namespaced(client.clone(), &release_ns)
+        .get_opt(&fullname)
+        .await
+        .expect("get");
+    assert!(gone.is_none(), "uninstall removes the Deployment");
+    let crd = Api::<CustomResourceDefinition>::all(client)
+        .get_opt("continuitydomains.continuity.mailops.io")
+        .await
+        .expect("get");
+    assert!(
+        crd.is_some(),
+        "uninstall keeps the CRDs, and with them every customer's resources"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_wide_install_grants_every_namespace_but_no_secrets() {
+    let client = client().await;
+    let release_ns = unique("chart-cluster");
+    let release = unique("wide");
+    let fullname = format!("{release}-continuity-operator");
+    install(
+        &release,
+        &release_ns,
+        serde_json::json!({ "crds": { "install": false }, "replicaCount": 2 }),
+        false,
+    );
+    let account = (release_ns.as_str(), fullname.as_str());
+    for namespace in ["default", "any-customer"] {
+        assert!(
+            may(
+                &client,
+                account,
+                "list",
+                "continuity.mailops.io",
+                "continuityusers",
+                Some(namespace)
+            )
+            .await
+        );
+        assert!(may(&client, account, "patch", "", "configmaps", Some(namespace)).await);
+        assert!(
+            may(
+                &client,
+                account,
+                "create",
+                "events.k8s.io",
+                "events",
+                Some(namespace)
+            )
+            .await
+        );
+    }
+    assert!(!may(&client, account, "list", "", "secrets", None).await);
+    assert!(!may(&client, account, "get", "", "secrets", Some("default")).await);
+    assert!(
+        !may(
+            &client,
+            account,
+            "delete",
+            "continuity.mailops.io",
+            "continuitydomains",
+            Some("default")
+        )
+        .await
+    );
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &release_ns)
+        .get(&fullname)
+        .await
+        .expect("the operator Deployment");
+    assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    uninstall(&release, &release_ns);
+}
+
+/// The Pod Security Standard "restricted", as far as the pod spec decides it.
+fn assert_restricted(pod: &k8s_openapi::api::core::v1::PodSpec) {
+    let pod_context = pod.security_context.clone().unwrap_or_default();
+    assert_eq!(pod_context.run_as_non_root, Some(true));
+    assert_eq!(
+        pod_context.seccomp_profile.map(|p| p.type_),
+        Some("RuntimeDefault".into())
+    );
+    assert!(
+        pod.host_network != Some(true) && pod.host_pid != Some(true) && pod.host_ipc != Some(true)
+    );
+    for container in &pod.containers {
+        let context = container
+            .security_context
+            .clone()
+            .expect("a container securityContext");
+        assert_eq!(
+            context.allow_privilege_escalation,
+            Some(false),
+            "{}",
+            container.name
+        );
+        assert_ne!(context.privileged, Some(true));
+        let drop = context
+            .capabilities
+            .and_then(|c| c.drop)
+            .unwrap_or_default();
+        assert!(
+            drop.iter().any(|c| c == "ALL"),
+            "{} drops ALL capabilities",
+            container.name
+        );
+        assert!(context.run_as_non_root == Some(true) || pod_context.run_as_non_root == Some(true));
+        assert_ne!(context.run_as_user, Some(0));
+    }
+}
+
+/// A kubeconfig that authenticates as the ServiceAccount, with a token from the TokenRequest API.
+async fn service_account_kubeconfig(client: &Client, account: (&str, &str)) -> PathBuf {
+    let (namespace, name) = account;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("a ServiceAccount token")
+        .status
+        .expect("token status")
+        .token;
+    let mut config = Kubeconfig::read_from(kubeconfig()).expect("kubeconfig");
+    for user in &mut config.auth_infos {
+        if let Some(auth) = user.auth_info.as_mut() {
+            auth.token = Some(token.clone().into());
+        }
+    }
+    let path =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.kubeconfig", unique(name)));
+    std::fs::write(
+        &path,
+        serde_yaml::to_string(&config).expect("kubeconfig YAML"),
+    )
+    .expect("writing the kubeconfig");
+    path
+}

@@ -1,0 +1,61 @@
+{{- define "continuity-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "continuity-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "continuity-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "continuity-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "continuity-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "continuity-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "continuity-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "continuity-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "continuity-operator.leaseName" -}}
+{{- default (printf "%s-leader" (include "continuity-operator.fullname" .)) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* What the operator does to the resources it reconciles and the children it owns. */}}
+{{- define "continuity-operator.reconcileRules" -}}
+- apiGroups: [continuity.mailops.io]
+  resources: [continuitydomains, continuityusers]
+  verbs: [get, list, watch]
+- apiGroups: [continuity.mailops.io]
+  resources: [continuitydomains/status, continuityusers/status]
+  verbs: [get, patch, update]
+# Setting blockOwnerDeletion on children needs update on the owner's finalizers where the
+# OwnerReferencesPermissionEnforcement admission plugin is on.
+- apiGroups: [continuity.mailops.io]
+  resources: [continuitydomains/finalizers]
+  verbs: [update]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs (Debian packages, the
+# cached control-plane build, a Python venv with helm-sdkpy), checks formatting and lints,
+# then runs the unit tests and the integration tests against a real Kubernetes control plane
+# (etcd + kube-apiserver + kube-controller-manager) started for this run and stopped after it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$SECONDS
+step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
+
+step "Debian packages"
+missing=()
+for pkg in curl openssl python3-venv; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+step "control plane binaries (built once, then cached)"
+hack/control-plane.sh build >/dev/null
+
+step "helm-sdkpy venv (created once, then cached)"
+helm_python=$(hack/helm-venv.sh)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --locked --all-targets --quiet -- -D warnings
+
+step "build the tests"
+cargo test --locked --all-targets --no-run --quiet 2>&1 | grep -v "^\s*Executable" || true
+
+step "start the control plane"
+cluster=$(mktemp -d "${TMPDIR:-/tmp}/continuity-test-cluster.XXXXXX")
+cleanup() { hack/control-plane.sh stop "$cluster" || true; rm -rf "$cluster"; }
+trap cleanup EXIT
+hack/control-plane.sh start "$cluster" --watch-pid $$
+
+step "cargo test (unit tests, then integration tests against the control plane)"
+CONTINUITY_TEST_KUBECONFIG="$cluster/kubeconfig" CONTINUITY_HELM_PYTHON="$helm_python" \
+  cargo test --locked --all-targets -- --test-threads 8
+
+step "all tests passed"

@@ -57,12 +57,15 @@ fn chart() -> String {
 }
 
 fn install(release: &str, namespace: &str, values: serde_json::Value, take_ownership: bool) {
-    let kubeconfig = kubeconfig().display().to_string();
-    let values = values.to_string();
+    let (chart, kubeconfig, values) = (
+        chart(),
+        kubeconfig().display().to_string(),
+        values.to_string(),
+    );
     let mut args = vec![
         "install",
         release,
-        &*chart_path(),
+        &chart,
         "--namespace",
         namespace,
         "--kubeconfig",
@@ -75,11 +78,6 @@ fn install(release: &str, namespace: &str, values: serde_json::Value, take_owner
     }
     let (ok, output) = helm(&args);
     assert!(ok, "helm install failed: {output}");
-}
-
-fn chart_path() -> &'static str {
-    static CHART: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CHART.get_or_init(chart)
 }
 
 fn uninstall(release: &str, namespace: &str) {

@@ -9,35 +9,22 @@
 #                                               and DIR/env; with --watch-pid, stops itself when
 #                                               PID exits (so a crashed test run leaves nothing)
 #   hack/control-plane.sh stop DIR              stop what `start DIR` started, by PID
+#   hack/control-plane.sh status DIR            exit 0 when that control plane runs and answers
 #
 # The cache lives outside the repo, keyed by the Debian source version, so a second run on the
 # same machine skips the ~5 minute build:
 #   ${CONTINUITY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/continuity-operator}/control-plane/<version>/
 set -euo pipefail
 
+# shellcheck source=hack/lib.sh
+source "$(dirname "$0")/lib.sh"
+LOG_TAG=control-plane
+
 readonly K8S_DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 readonly K8S_UPSTREAM_VERSION="v1.20.2"
-readonly CACHE_ROOT="${CONTINUITY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/continuity-operator}"
 readonly CACHE_DIR="$CACHE_ROOT/control-plane/$K8S_DEB_VERSION"
 readonly BIN_DIR="$CACHE_DIR/bin"
 readonly BINARIES=(etcd kube-apiserver kube-controller-manager)
-
-log() { printf '[control-plane] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-# Installs Debian packages that are missing; apt-get update only when something is needed.
-ensure_packages() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 
 cached() {
   for b in "${BINARIES[@]}"; do [ -x "$BIN_DIR/$b" ] || return 1; done
@@ -48,7 +35,7 @@ build() {
     echo "$BIN_DIR"
     return 0
   fi
-  ensure_packages golang-1.19-go golang-1.19-src rsync etcd-server dpkg-dev make \
+  ensure_packages golang-1.19-go golang-1.19-src rsync etcd-server dpkg-dev make curl openssl python3 \
     golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
   local work="$CACHE_DIR/work"
   rm -rf "$work"
@@ -134,7 +121,9 @@ start() {
   done
   [ -n "$dir" ] || die "usage: $0 start DIR [--watch-pid PID]"
   build >/dev/null
-  command -v openssl >/dev/null || ensure_packages openssl
+  ensure_packages curl openssl python3
+  # The admin token, the keys and etcd's data are for this user only.
+  umask 077
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   [ ! -s "$dir/pids" ] || die "$dir already holds a running control plane; stop it first"
@@ -212,13 +201,24 @@ EOF
   log "running: KUBECONFIG=$dir/kubeconfig (logs in $dir/logs)"
 }
 
+# The PIDs recorded by `start DIR` that still run one of our binaries. A PID file can outlive
+# its processes (a reboot); a recycled PID belongs to someone else and must not be touched.
+our_pids() {
+  local pid exe
+  [ -f "$1/pids" ] || return 0
+  for pid in $(cat "$1/pids"); do
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+    case "$exe" in "$BIN_DIR"/*) echo "$pid" ;; esac
+  done
+}
+
 stop() {
-  local dir="${1:?usage: $0 stop DIR}"
+  local dir="${1:?usage: $0 stop DIR}" pid pids
   [ -f "$dir/pids" ] || return 0
-  local pid
   # Reverse order: controller-manager, apiserver, then etcd.
-  for pid in $(tac "$dir/pids"); do kill "$pid" 2>/dev/null || true; done
-  for pid in $(tac "$dir/pids"); do
+  pids=$(our_pids "$dir" | tac)
+  for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+  for pid in $pids; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
@@ -226,9 +226,20 @@ stop() {
   log "stopped ($dir)"
 }
 
+status() {
+  local dir="${1:?usage: $0 status DIR}"
+  [ -s "$dir/pids" ] && [ -f "$dir/kubeconfig" ] || return 1
+  [ "$(our_pids "$dir" | wc -l)" -eq "$(wc -l <"$dir/pids")" ] || return 1
+  local server token
+  server=$(sed -n 's/^ *server: //p' "$dir/kubeconfig")
+  token=$(sed -n 's/^ *token: //p' "$dir/kubeconfig")
+  curl -fsS --max-time 5 --cacert "$dir/certs/apiserver.crt" -H "Authorization: Bearer $token" "$server/readyz" >/dev/null
+}
+
 case "${1:-}" in
   build) build ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) die "usage: $0 build | start DIR [--watch-pid PID] | stop DIR" ;;
+  status) shift; status "$@" ;;
+  *) die "usage: $0 build | start DIR [--watch-pid PID] | stop DIR | status DIR" ;;
 esac

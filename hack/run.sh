@@ -11,29 +11,22 @@
 # `kubectl get continuitydomains,continuityusers -A` shows statuses at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
+LOG_TAG=run
 
-readonly CACHE_ROOT="${CONTINUITY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/continuity-operator}"
 readonly DEMO_NAMESPACE="${CONTINUITY_DEMO_NAMESPACE:-continuity-demo}"
-log() { printf '[run] %s\n' "$*" >&2; }
+readonly HTTP_PORT="${HTTP_PORT:-8080}"
 
-if ! command -v kubectl >/dev/null; then
-  log "installing kubectl (Debian package kubernetes-client)"
-  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
-fi
+command -v kubectl >/dev/null || ensure_packages kubernetes-client
 
 log "building the operator"
 cargo build --locked --quiet --bin continuity-operator
 
+stop_hint=""
 if [ -z "${KUBECONFIG:-}" ]; then
   cluster="$CACHE_ROOT/local-cluster"
-  running=true
-  [ -s "$cluster/pids" ] || running=false
-  if $running; then
-    for pid in $(cat "$cluster/pids"); do kill -0 "$pid" 2>/dev/null || running=false; done
-  fi
-  if $running; then
+  if hack/control-plane.sh status "$cluster"; then
     log "reusing the local control plane in $cluster"
   else
     hack/control-plane.sh stop "$cluster" 2>/dev/null || true
@@ -42,8 +35,6 @@ if [ -z "${KUBECONFIG:-}" ]; then
   fi
   export KUBECONFIG="$cluster/kubeconfig"
   stop_hint="hack/control-plane.sh stop $cluster"
-else
-  stop_hint=""
 fi
 
 # Client-side apply: clusters before 1.25 drop the CRDs' CEL rules (the operator enforces
@@ -59,13 +50,13 @@ if [ "${CONTINUITY_SKIP_EXAMPLES:-}" != 1 ]; then
   log "examples applied in namespace $DEMO_NAMESPACE"
 fi
 
-cat >&2 <<EOF2
+cat >&2 <<HINT
 
 In another terminal:
   export KUBECONFIG=$KUBECONFIG
   kubectl get continuitydomains,continuityusers -n $DEMO_NAMESPACE
-  curl -s localhost:${HTTP_PORT:-8080}/metrics
+  curl -s localhost:$HTTP_PORT/metrics
 ${stop_hint:+Stop the local control plane when done: $stop_hint
 }
-EOF2
-exec ./target/debug/continuity-operator --http-addr "127.0.0.1:${HTTP_PORT:-8080}"
+HINT
+exec cargo run --locked --quiet --bin continuity-operator -- --http-addr "127.0.0.1:$HTTP_PORT"

@@ -5,20 +5,15 @@
 # (etcd + kube-apiserver + kube-controller-manager) started for this run and stopped after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
+LOG_TAG=test
 
 started=$SECONDS
 step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
 
 step "Debian packages"
-missing=()
-for pkg in curl openssl python3-venv; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_packages curl openssl python3-venv
 
 step "control plane binaries (built once, then cached)"
 hack/control-plane.sh build >/dev/null
@@ -33,7 +28,7 @@ step "cargo clippy -D warnings"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 
 step "build the tests"
-cargo test --locked --all-targets --no-run --quiet 2>&1 | grep -v "^\s*Executable" || true
+cargo test --locked --all-targets --no-run --quiet
 
 step "start the control plane"
 cluster=$(mktemp -d "${TMPDIR:-/tmp}/continuity-test-cluster.XXXXXX")

@@ -101,10 +101,7 @@ mod tests {
     #[test]
     fn a_lone_claim_is_accepted() {
         let only = claim("ns", "x", 1);
-        assert_eq!(
-            resolve(&only, std::slice::from_ref(&only)),
-            ClaimOutcome::Accepted
-        );
+        assert_eq!(resolve(&only, std::slice::from_ref(&only)), ClaimOutcome::Accepted);
         assert_eq!(resolve(&only, &[]), ClaimOutcome::Accepted);
     }
 

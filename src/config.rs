@@ -36,15 +36,15 @@ pub struct Config {
 
     /// How long a Lease holds without renewal. A replica that dies is replaced after this plus
     /// up to two retry periods (observing the last renewal, then polling), about 14 s by default.
-    #[arg(long, default_value = "12s", value_parser = parse_duration)]
+    #[arg(long, env = "LEASE_DURATION", default_value = "12s", value_parser = parse_duration)]
     pub lease_duration: Duration,
 
     /// How long the leader keeps trying to renew before it gives up leading.
-    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    #[arg(long, env = "RENEW_DEADLINE", default_value = "8s", value_parser = parse_duration)]
     pub renew_deadline: Duration,
 
     /// Interval between attempts to acquire or renew the Lease.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
 
     /// Reconciliations run at once, per resource kind.
@@ -52,7 +52,7 @@ pub struct Config {
     pub max_concurrent_reconciles: u16,
 
     /// Reconcile every resource at least this often, even without a change.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
     /// Log line format.
@@ -75,10 +75,13 @@ impl Config {
                 self.retry_period, self.renew_deadline
             )));
         }
-        if self.max_concurrent_reconciles == 0 {
+        if self.retry_period.is_zero() || self.resync_interval.is_zero() {
             return Err(Error::Config(
-                "--max-concurrent-reconciles must be at least 1".into(),
+                "--retry-period and --resync-interval must be longer than zero".into(),
             ));
+        }
+        if self.max_concurrent_reconciles == 0 {
+            return Err(Error::Config("--max-concurrent-reconciles must be at least 1".into()));
         }
         Ok(())
     }
@@ -86,9 +89,7 @@ impl Config {
 
 /// Parses `500ms`, `15s`, `10m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
@@ -122,11 +123,8 @@ mod tests {
         let config = Config::parse_from(["continuity-operator"]);
         assert!(config.check().is_ok());
         let bad = Config::parse_from(["continuity-operator", "--renew-deadline", "20s"]);
-        assert!(
-            bad.check()
-                .unwrap_err()
-                .to_string()
-                .contains("--renew-deadline")
-        );
+        assert!(bad.check().unwrap_err().to_string().contains("--renew-deadline"));
+        let busy = Config::parse_from(["continuity-operator", "--resync-interval", "0s"]);
+        assert!(busy.check().unwrap_err().to_string().contains("longer than zero"));
     }
 }

@@ -17,10 +17,7 @@ use crate::api::{ContinuityDomain, ContinuityUser};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Covered,
-    NotCovered {
-        reason: &'static str,
-        message: String,
-    },
+    NotCovered { reason: &'static str, message: String },
 }
 
 impl Verdict {
@@ -41,28 +38,24 @@ pub fn in_domain(address: &str, domain: &str) -> bool {
         .is_some_and(|(_, address_domain)| address_domain.eq_ignore_ascii_case(domain))
 }
 
-/// Judges every ContinuityUser that references `domain`. Among users adding the same address,
-/// the oldest (then the first by name) counts and the others are duplicates.
+/// Judges every ContinuityUser that references `domain`, which may act (valid, its claim
+/// accepted) or not. Among users adding the same address, the oldest (then the first by name)
+/// counts and the others are duplicates.
 pub fn judge_selected<'a>(
     domain: &ContinuityDomain,
+    domain_acts: bool,
     users: &[&'a ContinuityUser],
 ) -> Vec<(&'a ContinuityUser, Verdict)> {
     let mut ordered: Vec<&ContinuityUser> = users.to_vec();
     ordered.sort_by(|a, b| {
-        (
-            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            a.name_any(),
-        )
-            .cmp(&(
-                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                b.name_any(),
-            ))
+        (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
+            .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
     });
     let mut first_by_address: BTreeMap<String, String> = BTreeMap::new();
     ordered
         .into_iter()
         .map(|user| {
-            let verdict = judge_one(domain, user, &mut first_by_address);
+            let verdict = judge_one(domain, domain_acts, user, &mut first_by_address);
             (user, verdict)
         })
         .collect()
@@ -70,6 +63,7 @@ pub fn judge_selected<'a>(
 
 fn judge_one(
     domain: &ContinuityDomain,
+    domain_acts: bool,
     user: &ContinuityUser,
     first_by_address: &mut BTreeMap<String, String>,
 ) -> Verdict {
@@ -93,13 +87,11 @@ fn judge_one(
             ),
         );
     }
-    if let Some(phase @ (DomainPhase::Error | DomainPhase::Suspended)) =
-        domain.status.as_ref().and_then(|s| s.phase)
-    {
+    if !domain_acts {
         return Verdict::not(
             reasons::DOMAIN_NOT_ACTING,
             format!(
-                "ContinuityDomain {} is in phase {phase:?}; see its Ready condition",
+                "ContinuityDomain {} cannot act (invalid, or its domain is claimed elsewhere); see its Ready condition",
                 domain.name_any()
             ),
         );
@@ -120,12 +112,10 @@ fn judge_one(
     }
 }
 
-/// The verdict for a user whose domain may not exist.
-pub fn judge_user(
-    user: &ContinuityUser,
-    domain: Option<&ContinuityDomain>,
-    siblings: &[&ContinuityUser],
-) -> Verdict {
+/// The verdict for a user whose domain may not exist, judged as the domain's controller last
+/// published it: a domain in phase `Error` does not act. (A suspended domain still serves its
+/// users; only the operator pauses.)
+pub fn judge_user(user: &ContinuityUser, domain: Option<&ContinuityDomain>, siblings: &[&ContinuityUser]) -> Verdict {
     let Some(domain) = domain else {
         return Verdict::not(
             reasons::DOMAIN_NOT_FOUND,
@@ -135,24 +125,22 @@ pub fn judge_user(
             ),
         );
     };
-    judge_selected(domain, siblings)
+    let acts = domain.status.as_ref().and_then(|s| s.phase) != Some(DomainPhase::Error);
+    judge_selected(domain, acts, siblings)
         .into_iter()
         .find(|(u, _)| u.name_any() == user.name_any())
         .map_or_else(
-            || judge_selected(domain, &[user]).remove(0).1,
+            || judge_selected(domain, acts, &[user]).remove(0).1,
             |(_, verdict)| verdict,
         )
 }
 
-/// The addresses a domain covers, or `None` while they are unknown (a directory that has not
-/// been read).
-pub fn covered_addresses(
-    domain: &ContinuityDomain,
-    users: &[&ContinuityUser],
-) -> Option<BTreeSet<String>> {
+/// The addresses a domain that acts covers, or `None` while they are unknown (a directory
+/// that has not been read).
+pub fn covered_addresses(domain: &ContinuityDomain, users: &[&ContinuityUser]) -> Option<BTreeSet<String>> {
     match domain.spec.users.scope {
         UserScope::SelectedUsers => Some(
-            judge_selected(domain, users)
+            judge_selected(domain, true, users)
                 .into_iter()
                 .filter(|(_, verdict)| *verdict == Verdict::Covered)
                 .map(|(user, _)| normalize(&user.spec.address))
@@ -160,13 +148,7 @@ pub fn covered_addresses(
         ),
         UserScope::AllUsers => {
             let listed = domain.spec.users.directory.as_ref()?.static_list.as_ref()?;
-            let excluded: BTreeSet<String> = domain
-                .spec
-                .users
-                .exclude
-                .iter()
-                .map(|a| normalize(a))
-                .collect();
+            let excluded: BTreeSet<String> = domain.spec.users.exclude.iter().map(|a| normalize(a)).collect();
             Some(
                 listed
                     .addresses
@@ -210,7 +192,7 @@ mod tests {
         let stranger = user("eve", "eve@example.org", 40);
         let users = [&bob, &alice_again, &stranger, &alice];
 
-        let verdicts: Vec<(String, &str)> = judge_selected(&domain, &users)
+        let verdicts: Vec<(String, &str)> = judge_selected(&domain, true, &users)
             .iter()
             .map(|(u, v)| (u.name_any(), reason(v)))
             .collect();
@@ -233,10 +215,7 @@ mod tests {
     #[test]
     fn users_report_why_they_are_not_covered() {
         let alice = user("alice", "alice@example.com", 10);
-        assert_eq!(
-            reason(&judge_user(&alice, None, &[])),
-            reasons::DOMAIN_NOT_FOUND
-        );
+        assert_eq!(reason(&judge_user(&alice, None, &[])), reasons::DOMAIN_NOT_FOUND);
 
         let all_users: ContinuityDomain = fixture("domain-static.yaml");
         assert_eq!(

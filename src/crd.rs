@@ -27,10 +27,7 @@ pub fn generated_files() -> Vec<(String, String)> {
         .iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            (
-                format!("crds/{name}.yaml"),
-                format!("{HEADER}{}", to_yaml(crd)),
-            )
+            (format!("crds/{name}.yaml"), format!("{HEADER}{}", to_yaml(crd)))
         })
         .collect();
 

@@ -12,10 +12,7 @@ pub enum Error {
 
     /// An object from the API lacks a field every such object has.
     #[error("{kind} object has no {field}")]
-    MissingField {
-        kind: &'static str,
-        field: &'static str,
-    },
+    MissingField { kind: &'static str, field: &'static str },
 
     /// An object could not be serialized for an API request.
     #[error("cannot serialize {what}: {source}")]
@@ -88,9 +85,7 @@ mod tests {
     use kube::core::Status;
 
     fn api_error(code: u16) -> Error {
-        Error::Kube(kube::Error::Api(Box::new(
-            Status::failure("x", "y").with_code(code),
-        )))
+        Error::Kube(kube::Error::Api(Box::new(Status::failure("x", "y").with_code(code))))
     }
 
     #[test]

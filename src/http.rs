@@ -67,9 +67,7 @@ pub async fn bind(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Http { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Http { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| Error::Http { addr, source })?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -80,16 +78,10 @@ pub async fn bind(
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.readiness.phase() {
-        Phase::Standby => (
-            StatusCode::OK,
-            "ok: standby, waiting for the leader lease\n",
-        ),
+        Phase::Standby => (StatusCode::OK, "ok: standby, waiting for the leader lease\n"),
         Phase::Leading => (StatusCode::OK, "ok: leading\n"),
         Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-        Phase::Syncing => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "leading, caches not synced yet\n",
-        ),
+        Phase::Syncing => (StatusCode::SERVICE_UNAVAILABLE, "leading, caches not synced yet\n"),
         Phase::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
     }
 }

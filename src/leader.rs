@@ -30,6 +30,17 @@ pub struct Timing {
     pub retry_period: Duration,
 }
 
+/// The outcome of one election round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Round {
+    /// This candidate holds the Lease now.
+    Holding,
+    /// Another candidate holds a Lease that has not expired.
+    HeldByOther,
+    /// Another write to the Lease came first; try again.
+    Raced,
+}
+
 /// One candidate for one Lease.
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -46,25 +57,17 @@ fn acquirable(record: &LeaseSpec, observed_at: Instant, now: Instant, identity: 
     if holder.is_empty() || holder == identity {
         return true;
     }
-    let duration =
-        Duration::from_secs(u64::try_from(record.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+    let duration = Duration::from_secs(u64::try_from(record.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
     now.duration_since(observed_at) >= duration
 }
 
 /// The record `identity` writes when it takes or renews a Lease whose record is `current`.
-fn next_record(
-    current: Option<&LeaseSpec>,
-    identity: &str,
-    timing: &Timing,
-    now: Timestamp,
-) -> LeaseSpec {
+fn next_record(current: Option<&LeaseSpec>, identity: &str, timing: &Timing, now: Timestamp) -> LeaseSpec {
     let renewing = current.is_some_and(|c| c.holder_identity.as_deref() == Some(identity));
     let transitions = current.and_then(|c| c.lease_transitions).unwrap_or(0);
     LeaseSpec {
         holder_identity: Some(identity.to_owned()),
-        lease_duration_seconds: Some(
-            i32::try_from(timing.lease_duration.as_secs()).unwrap_or(i32::MAX),
-        ),
+        lease_duration_seconds: Some(i32::try_from(timing.lease_duration.as_secs()).unwrap_or(i32::MAX)),
         acquire_time: if renewing {
             current.and_then(|c| c.acquire_time.clone())
         } else {
@@ -91,49 +94,41 @@ impl LeaderElector {
         }
     }
 
-    /// This candidate's identity.
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     /// Returns once this candidate holds the Lease.
     pub async fn acquire(&mut self) -> Result<()> {
         info!(lease = %self.name, identity = %self.identity, "waiting to become leader");
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => {
+            // A hung request must not stall the candidate forever.
+            match tokio::time::timeout(self.timing.renew_deadline, self.round()).await {
+                Ok(Ok(Round::Holding)) => {
                     info!(lease = %self.name, identity = %self.identity, "became leader");
                     return Ok(());
                 }
-                Ok(false) => {}
-                Err(error) => {
-                    warn!(lease = %self.name, %error, "cannot read or write the Lease; retrying")
-                }
+                Ok(Ok(Round::HeldByOther | Round::Raced)) => {}
+                Ok(Err(error)) => warn!(lease = %self.name, %error, "cannot read or write the Lease; retrying"),
+                Err(_) => warn!(lease = %self.name, "the API server did not answer in time; retrying"),
             }
             tokio::time::sleep(self.timing.retry_period).await;
         }
     }
 
-    /// Renews the Lease until renewing has failed for the renew deadline; then returns the
-    /// reason leadership is lost. Never returns while leading.
+    /// Renews the Lease every retry period; returns why leadership is lost as soon as another
+    /// replica holds it, or when no renewal has succeeded for the renew deadline (each attempt
+    /// is cut off at that deadline, so a hung connection cannot keep a stale leader acting).
     pub async fn hold(&mut self) -> Error {
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.timing.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
-                Ok(false) => {
-                    return self.lost("another replica holds the Lease");
-                }
-                Err(error) => {
-                    warn!(lease = %self.name, %error, "renewing the Lease failed");
-                    if last_renewal.elapsed() >= self.timing.renew_deadline {
-                        return self.lost(&format!(
-                            "not renewed within {:?}: {error}",
-                            self.timing.renew_deadline
-                        ));
-                    }
-                }
+            let deadline = last_renewal + self.timing.renew_deadline;
+            match tokio::time::timeout_at(deadline, self.round()).await {
+                Ok(Ok(Round::Holding)) => last_renewal = Instant::now(),
+                Ok(Ok(Round::HeldByOther)) => return self.lost("another replica holds the Lease"),
+                Ok(Ok(Round::Raced)) => debug!(lease = %self.name, "renewal raced another write; retrying"),
+                Ok(Err(error)) => warn!(lease = %self.name, %error, "renewing the Lease failed; retrying"),
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return self.lost(&format!("not renewed within {:?}", self.timing.renew_deadline));
             }
         }
     }
@@ -154,8 +149,10 @@ impl LeaderElector {
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return Ok(());
         }
+        // An empty holder, written explicitly as client-go does: omitting the field would not
+        // clear it while the manager that created the Lease still co-owns it.
         let released = LeaseSpec {
-            holder_identity: None,
+            holder_identity: Some(String::new()),
             lease_duration_seconds: Some(1),
             renew_time: Some(MicroTime(Timestamp::now())),
             acquire_time: spec.acquire_time.clone(),
@@ -167,9 +164,8 @@ impl LeaderElector {
         Ok(())
     }
 
-    /// One election round: takes or renews the Lease if allowed. `Ok(false)` means someone
-    /// else holds it (or won a race for it).
-    async fn try_acquire_or_renew(&mut self) -> Result<bool> {
+    /// One election round: takes or renews the Lease if allowed.
+    async fn round(&mut self) -> Result<Round> {
         let now = Instant::now();
         let Some(current) = self.api.get_opt(&self.name).await? else {
             return self.create().await;
@@ -182,25 +178,20 @@ impl LeaderElector {
         self.observed = Some((record.clone(), observed_at));
         if !acquirable(&record, observed_at, now, &self.identity) {
             debug!(lease = %self.name, holder = ?record.holder_identity, "Lease is held by another replica");
-            return Ok(false);
+            return Ok(Round::HeldByOther);
         }
-        let next = next_record(
-            Some(&record),
-            &self.identity,
-            &self.timing,
-            Timestamp::now(),
-        );
+        let next = next_record(Some(&record), &self.identity, &self.timing, Timestamp::now());
         match self.write(&current, next.clone()).await {
             Ok(()) => {
                 self.observed = Some((next, Instant::now()));
-                Ok(true)
+                Ok(Round::Holding)
             }
-            Err(Error::Kube(kube::Error::Api(status))) if status.is_conflict() => Ok(false),
+            Err(Error::Kube(kube::Error::Api(status))) if status.is_conflict() => Ok(Round::Raced),
             Err(error) => Err(error),
         }
     }
 
-    async fn create(&mut self) -> Result<bool> {
+    async fn create(&mut self) -> Result<Round> {
         let record = next_record(None, &self.identity, &self.timing, Timestamp::now());
         let lease = Lease {
             metadata: ObjectMeta {
@@ -212,9 +203,9 @@ impl LeaderElector {
         match self.api.create(&PostParams::default(), &lease).await {
             Ok(_) => {
                 self.observed = Some((record, Instant::now()));
-                Ok(true)
+                Ok(Round::Holding)
             }
-            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
+            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(Round::Raced),
             Err(error) => Err(error.into()),
         }
     }
@@ -259,18 +250,8 @@ mod tests {
     fn a_held_lease_is_taken_only_after_it_stood_still_for_its_duration() {
         let seen = Instant::now();
         let record = held_by("a");
-        assert!(!acquirable(
-            &record,
-            seen,
-            seen + Duration::from_secs(14),
-            "b"
-        ));
-        assert!(acquirable(
-            &record,
-            seen,
-            seen + Duration::from_secs(15),
-            "b"
-        ));
+        assert!(!acquirable(&record, seen, seen + Duration::from_secs(14), "b"));
+        assert!(acquirable(&record, seen, seen + Duration::from_secs(15), "b"));
         // The holder itself renews at any time.
         assert!(acquirable(&record, seen, seen, "a"));
     }
@@ -278,8 +259,10 @@ mod tests {
     #[test]
     fn a_released_lease_is_free_at_once() {
         let seen = Instant::now();
+        // An empty holder, written explicitly as client-go does: omitting the field would not
+        // clear it while the manager that created the Lease still co-owns it.
         let released = LeaseSpec {
-            holder_identity: None,
+            holder_identity: Some(String::new()),
             ..held_by("a")
         };
         assert!(acquirable(&released, seen, seen, "b"));

@@ -5,7 +5,6 @@
 //! ([`controller::apply`]), and the status is computed purely from what was observed
 //! ([`status`]) and written only when it changed. Only the fetch, apply and status steps in
 //! [`controller`] touch the API server.
-#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod claims;

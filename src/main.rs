@@ -74,13 +74,7 @@ async fn run(config: Config) -> Result<()> {
         resync: config.resync_interval,
         identity,
     };
-    let controllers = controller::run(
-        client,
-        settings,
-        metrics.clone(),
-        readiness.clone(),
-        shutdown,
-    );
+    let controllers = controller::run(client, settings, metrics.clone(), readiness.clone(), shutdown);
     tokio::select! {
         () = controllers => {}
         lost = elector.hold() => {

@@ -11,6 +11,8 @@ pub mod types {
     pub const STANDBY_READY: &str = "StandbyReady";
     /// The latest health checks reach the primary.
     pub const PRIMARY_REACHABLE: &str = "PrimaryReachable";
+    /// Mail for the domain is routed to the standby.
+    pub const CONTINUITY_ACTIVE: &str = "ContinuityActive";
     /// Another ContinuityDomain claimed the same mail domain first (negative polarity).
     pub const CONFLICT: &str = "Conflict";
     /// The user is covered by the domain's Continuity Service.
@@ -29,7 +31,7 @@ pub mod reasons {
     pub const DOMAIN_CLAIM_ACCEPTED: &str = "DomainClaimAccepted";
     /// Reconciliation is paused by `spec.suspend`.
     pub const SUSPENDED: &str = "Suspended";
-    /// The standby mail stack does not exist yet.
+    /// The standby mail stack does not exist yet (so continuity cannot activate either).
     pub const STANDBY_NOT_PROVISIONED: &str = "StandbyNotProvisioned";
     /// No health check of the primary has run yet.
     pub const NOT_PROBED: &str = "NotProbed";
@@ -67,12 +69,6 @@ impl Status {
     }
 }
 
-impl From<bool> for Status {
-    fn from(value: bool) -> Self {
-        if value { Status::True } else { Status::False }
-    }
-}
-
 /// A condition as a status computation wants it, before timestamps are settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Desired {
@@ -83,12 +79,7 @@ pub struct Desired {
 }
 
 impl Desired {
-    pub fn new(
-        type_: &'static str,
-        status: Status,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(type_: &'static str, status: Status, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             type_,
             status,
@@ -101,12 +92,7 @@ impl Desired {
 /// Builds the next condition list. A condition keeps its previous `lastTransitionTime` unless
 /// its status flipped (a changed reason or message alone is not a transition), so a status
 /// recomputed from unchanged inputs is byte-for-byte the previous one.
-pub fn settle(
-    previous: &[Condition],
-    desired: Vec<Desired>,
-    generation: Option<i64>,
-    now: &Time,
-) -> Vec<Condition> {
+pub fn settle(previous: &[Condition], desired: Vec<Desired>, generation: Option<i64>, now: &Time) -> Vec<Condition> {
     desired
         .into_iter()
         .map(|d| {
@@ -131,18 +117,11 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Whether the condition of that type is present with status `True`.
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    find(conditions, type_).is_some_and(|c| c.status == Status::True.as_str())
-}
-
 /// The conditions of `next` that a user would notice changed since `previous`: new ones, and
 /// ones whose status or reason differ. These are what Events are published for.
 pub fn changed<'a>(previous: &[Condition], next: &'a [Condition]) -> Vec<&'a Condition> {
     next.iter()
-        .filter(|n| {
-            find(previous, &n.type_).is_none_or(|p| p.status != n.status || p.reason != n.reason)
-        })
+        .filter(|n| find(previous, &n.type_).is_none_or(|p| p.status != n.status || p.reason != n.reason))
         .collect()
 }
 
@@ -215,10 +194,7 @@ mod tests {
             None,
             &at(2),
         );
-        let types: Vec<&str> = changed(&before, &after)
-            .iter()
-            .map(|c| c.type_.as_str())
-            .collect();
+        let types: Vec<&str> = changed(&before, &after).iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, vec![types::READY, types::COVERED]);
     }
 }

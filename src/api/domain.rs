@@ -54,11 +54,7 @@ use super::{ADDRESS_PATTERN, DOMAIN_PATTERN, HOST_PATTERN, OBJECT_NAME_PATTERN};
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
         priority = 1
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
     validation = Rule::new("!has(self.users.directory) || !has(self.users.directory.static) || self.users.directory.static.addresses.all(a, a.lowerAscii().endsWith('@' + self.domain))").message("every address in users.directory.static must belong to the domain"),

@@ -43,11 +43,7 @@ use super::{ADDRESS_PATTERN, OBJECT_NAME_PATTERN, SECRET_KEY_PATTERN};
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
         priority = 1
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ContinuityUserSpec {

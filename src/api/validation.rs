@@ -65,17 +65,12 @@ fn cel_violations<K: Serialize>(rules: &CompiledSchema, object: &K) -> Vec<Viola
     let value = match serde_json::to_value(object) {
         Ok(value) => value,
         Err(error) => {
-            return vec![Violation::Rule(format!(
-                "object cannot be serialized: {error}"
-            ))];
+            return vec![Violation::Rule(format!("object cannot be serialized: {error}"))];
         }
     };
     match Validator::new().validate_compiled(rules, &value, None) {
         Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .iter()
-            .map(|e| Violation::Rule(e.to_string()))
-            .collect(),
+        Err(errors) => errors.iter().map(|e| Violation::Rule(e.to_string())).collect(),
     }
 }
 
@@ -88,10 +83,7 @@ pub fn domain(domain: &ContinuityDomain) -> Vec<Violation> {
             "spec.primary.host: {host:?} is neither a DNS name nor a valid IP address"
         )));
     }
-    if let Some(claimed) = domain
-        .status
-        .as_ref()
-        .and_then(|s| s.claimed_domain.as_ref())
+    if let Some(claimed) = domain.status.as_ref().and_then(|s| s.claimed_domain.as_ref())
         && *claimed != domain.spec.domain
     {
         violations.push(Violation::DomainChanged {
@@ -120,11 +112,7 @@ mod tests {
 
     #[test]
     fn valid_fixtures_have_no_violations() {
-        for name in [
-            "domain-minimal.yaml",
-            "domain-full.yaml",
-            "domain-static.yaml",
-        ] {
+        for name in ["domain-minimal.yaml", "domain-full.yaml", "domain-static.yaml"] {
             let d: ContinuityDomain = fixture(name);
             assert_eq!(domain(&d), vec![], "{name}");
         }
@@ -133,35 +121,23 @@ mod tests {
     #[test]
     fn cel_rules_are_enforced_in_code() {
         let cases = [
-            (
-                "domain-manual-without-override.yaml",
-                "activation.override is required",
-            ),
+            ("domain-manual-without-override.yaml", "activation.override is required"),
             (
                 "domain-exclude-with-selected-users.yaml",
                 "users.exclude is only used with scope AllUsers",
             ),
-            (
-                "domain-all-users-without-directory.yaml",
-                "users.directory is required",
-            ),
+            ("domain-all-users-without-directory.yaml", "users.directory is required"),
             (
                 "domain-timeout-over-period.yaml",
                 "timeoutSeconds must not exceed periodSeconds",
             ),
-            (
-                "domain-static-address-elsewhere.yaml",
-                "must belong to the domain",
-            ),
+            ("domain-static-address-elsewhere.yaml", "must belong to the domain"),
             ("domain-webmail-two-tls-sources.yaml", "not both"),
         ];
         for (name, expected) in cases {
             let d: ContinuityDomain = fixture(name);
             let found = messages(&domain(&d));
-            assert!(
-                found.contains(expected),
-                "{name}: expected {expected:?} in {found:?}"
-            );
+            assert!(found.contains(expected), "{name}: expected {expected:?} in {found:?}");
         }
     }
 
@@ -178,10 +154,7 @@ mod tests {
                 }
             }
             let children = node.properties.values().chain(node.items.as_deref());
-            rules
-                + children
-                    .map(|child| count_rules(child, problems))
-                    .sum::<usize>()
+            rules + children.map(|child| count_rules(child, problems)).sum::<usize>()
         }
         let mut problems = Vec::new();
         assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 10);
@@ -193,17 +166,13 @@ mod tests {
             &["users", "exclude"][..],
             &["users", "directory", "static", "addresses"],
         ] {
-            let list = path
-                .iter()
-                .fold(spec, |node, key| &node["properties"][*key]);
+            let list = path.iter().fold(spec, |node, key| &node["properties"][*key]);
             assert!(
                 list["maxItems"].as_u64().is_some_and(|n| n <= 5000),
                 "{path:?} needs maxItems"
             );
             assert!(
-                list["items"]["maxLength"]
-                    .as_u64()
-                    .is_some_and(|n| n <= 254),
+                list["items"]["maxLength"].as_u64().is_some_and(|n| n <= 254),
                 "{path:?} items need maxLength"
             );
         }

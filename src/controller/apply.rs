@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Context;
-use crate::resources::{content_hash, spec_hash};
+use crate::resources::{content_hash, is_subset, spec_hash};
 use crate::telemetry::metrics::Write;
 use crate::{Error, FIELD_MANAGER, Result};
 
@@ -30,6 +30,13 @@ pub enum Outcome {
     AwaitingCache,
 }
 
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|source| Error::Serialize {
+        what: "child object",
+        source,
+    })
+}
+
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
@@ -37,25 +44,22 @@ fn apply_params() -> PatchParams {
 /// Applies `desired` unless the cached object already carries its spec hash.
 pub async fn child<K>(ctx: &Context, cache: &Store<K>, desired: &K) -> Result<Outcome>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
 {
     let missing = |field| Error::MissingField {
         kind: "child object",
         field,
     };
-    let name = desired
-        .meta()
-        .name
-        .clone()
-        .ok_or(missing("metadata.name"))?;
+    let name = desired.meta().name.clone().ok_or(missing("metadata.name"))?;
     let namespace = desired.namespace().ok_or(missing("metadata.namespace"))?;
     let hash = spec_hash(desired).ok_or(missing("spec hash annotation"))?;
+    // The hash alone would miss a hand edit that kept the annotation: the cached child must
+    // also still hold every field we want, with our values.
     let cached = cache.get(&ObjectRef::new(&name).within(&namespace));
-    if cached.as_deref().and_then(spec_hash) == Some(hash) {
+    if let Some(cached) = cached.as_deref()
+        && spec_hash(cached) == Some(hash)
+        && is_subset(&to_json(desired)?, &to_json(cached)?)
+    {
         return Ok(Outcome::Unchanged);
     }
     let target = format!("{}/{namespace}/{name}", K::kind(&()));
@@ -76,10 +80,7 @@ where
 /// fields sent to /status.
 pub async fn status<K, S>(ctx: &Context, object: &K, previous: &S, status: &S) -> Result<Outcome>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     S: Serialize + PartialEq,
 {
     if previous == status {

@@ -9,14 +9,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tokio::time::Instant;
 use tracing::info;
 
 use super::apply::{self, Outcome};
 use super::{CACHE_SYNC_RETRY, Context, events};
 use crate::api::validation;
 use crate::api::{ContinuityDomain, ContinuityUser};
-use crate::claims::{self, Claim};
+use crate::claims::{self, Claim, ClaimOutcome};
 use crate::coverage;
 use crate::resources;
 use crate::status::domain::{DomainFacts, compute};
@@ -32,21 +31,23 @@ pub struct Plan {
 
 /// The pure middle of the pipeline: validate, resolve the claim, decide coverage, build the
 /// children.
-pub fn plan(
-    domain: &ContinuityDomain,
-    users: &[&ContinuityUser],
-    claimants: &[Claim],
-) -> Result<Plan> {
-    let covered = coverage::covered_addresses(domain, users);
+pub fn plan(domain: &ContinuityDomain, users: &[&ContinuityUser], claimants: &[Claim]) -> Result<Plan> {
+    let violations = validation::domain(domain);
+    let claim = claims::resolve(&Claim::of(domain), claimants);
+    // Judged on this reconcile's own findings, never on the previous status: a domain that is
+    // invalid or lost its claim covers nobody.
+    let covered = if violations.is_empty() && claim == ClaimOutcome::Accepted {
+        coverage::covered_addresses(domain, users)
+    } else {
+        Some(BTreeSet::new())
+    };
     let facts = DomainFacts {
-        violations: validation::domain(domain),
-        claim: claims::resolve(&Claim::of(domain), claimants),
+        violations,
+        claim,
         covered: covered.as_ref().map(BTreeSet::len),
     };
     let children = match covered {
-        Some(addresses) if facts.acts(domain) => {
-            vec![resources::coverage::build(domain, &addresses)?]
-        }
+        Some(addresses) if facts.acts(domain) => vec![resources::coverage::build(domain, &addresses)?],
         _ => Vec::new(),
     };
     Ok(Plan { facts, children })
@@ -57,7 +58,6 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     if !ctx.synced() {
         return Ok(Action::requeue(CACHE_SYNC_RETRY));
     }
-    let started = Instant::now();
     let namespace = domain.namespace().ok_or(Error::MissingField {
         kind: "ContinuityDomain",
         field: "metadata.namespace",
@@ -87,15 +87,12 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         .await;
     }
     outcomes.push(written);
-    ctx.metrics
-        .reconciled("ContinuityDomain", started.elapsed());
     Ok(ctx.requeue_after(&outcomes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::ClaimOutcome;
     use crate::testing::fixture;
 
     fn own_claim(domain: &ContinuityDomain) -> Vec<Claim> {
@@ -122,9 +119,11 @@ mod tests {
         let mut earlier = Claim::of(&domain);
         earlier.namespace = "tenant-0".into();
         earlier.created = Some(Timestamp::from_second(0).unwrap());
-        let lost = plan(&domain, &[], &[earlier, Claim::of(&domain)]).unwrap();
+        let alice: ContinuityUser = fixture("user-alice.yaml");
+        let lost = plan(&domain, &[&alice], &[earlier, Claim::of(&domain)]).unwrap();
         assert!(matches!(lost.facts.claim, ClaimOutcome::Lost { .. }));
         assert!(lost.children.is_empty());
+        assert_eq!(lost.facts.covered, Some(0), "a domain that cannot act covers nobody");
 
         let invalid: ContinuityDomain = fixture("domain-timeout-over-period.yaml");
         let plan = plan(&invalid, &[], &own_claim(&invalid)).unwrap();
@@ -133,15 +132,27 @@ mod tests {
     }
 
     #[test]
+    fn a_recovering_domain_covers_its_users_whatever_its_previous_phase() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        domain.status = Some(crate::api::ContinuityDomainStatus {
+            phase: Some(crate::api::domain::DomainPhase::Error),
+            ..Default::default()
+        });
+        let alice: ContinuityUser = fixture("user-alice.yaml");
+        let plan = plan(&domain, &[&alice], &own_claim(&domain)).unwrap();
+        assert_eq!(plan.facts.covered, Some(1));
+        assert_eq!(
+            plan.children[0].data.as_ref().unwrap()["addresses"],
+            "alice@example.com\n"
+        );
+    }
+
+    #[test]
     fn a_directory_not_read_yet_builds_no_coverage_map() {
         let domain: ContinuityDomain = fixture("domain-full.yaml");
         let plan = plan(&domain, &[], &own_claim(&domain)).unwrap();
         assert_eq!(plan.facts.covered, None);
         assert!(plan.children.is_empty());
-        assert!(
-            plan.facts.violations.is_empty(),
-            "{:?}",
-            plan.facts.violations
-        );
+        assert!(plan.facts.violations.is_empty(), "{:?}", plan.facts.violations);
     }
 }

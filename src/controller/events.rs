@@ -28,16 +28,11 @@ pub fn for_transitions(previous: &[Condition], next: &[Condition]) -> Vec<Event>
     let mut events: Vec<Event> = Vec::new();
     for condition in conditions::changed(previous, next) {
         let warning = WARNING_REASONS.contains(&condition.reason.as_str());
-        if events.iter().any(|e| e.reason == condition.reason) || (previous.is_empty() && !warning)
-        {
+        if events.iter().any(|e| e.reason == condition.reason) || (previous.is_empty() && !warning) {
             continue;
         }
         events.push(Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: condition.reason.clone(),
             note: Some(truncate(&condition.message, 1000)),
             action: "Reconcile".into(),

@@ -55,10 +55,7 @@ where
 
     /// Applies one watcher event; returns the keys whose entries changed.
     pub fn apply(&self, event: &Event<K>) -> Vec<Key> {
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         match event {
             Event::Apply(object) => {
                 let new = (self.extract)(object);
@@ -86,10 +83,7 @@ where
                     .filter(|k| !listed.contains_key(*k))
                     .cloned()
                     .collect();
-                let mut touched: Vec<Key> = gone
-                    .into_iter()
-                    .flat_map(|k| state.replace(k, None))
-                    .collect();
+                let mut touched: Vec<Key> = gone.into_iter().flat_map(|k| state.replace(k, None)).collect();
                 for (object, new) in listed {
                     touched.extend(state.replace(object, Some(new)));
                 }
@@ -101,10 +95,7 @@ where
 
     /// The entries under `key`.
     pub fn get(&self, key: &Key) -> Vec<Entry> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         state
             .by_key
             .get(key)
@@ -181,14 +172,8 @@ mod tests {
     #[test]
     fn moving_an_object_touches_its_old_and_new_key() {
         let index = Index::new(by_domain);
-        assert_eq!(
-            index.apply(&Event::Apply(user("alice", "a"))),
-            vec!["a".to_owned()]
-        );
-        assert_eq!(
-            index.apply(&Event::Apply(user("bob", "a"))),
-            vec!["a".to_owned()]
-        );
+        assert_eq!(index.apply(&Event::Apply(user("alice", "a"))), vec!["a".to_owned()]);
+        assert_eq!(index.apply(&Event::Apply(user("bob", "a"))), vec!["a".to_owned()]);
         assert_eq!(sorted(index.get(&"a".into())), vec!["alice", "bob"]);
 
         // An unchanged object touches nothing.
@@ -201,10 +186,7 @@ mod tests {
         assert_eq!(index.get(&"a".into()), vec!["bob"]);
         assert_eq!(index.get(&"b".into()), vec!["alice"]);
 
-        assert_eq!(
-            index.apply(&Event::Delete(user("bob", "a"))),
-            vec!["a".to_owned()]
-        );
+        assert_eq!(index.apply(&Event::Delete(user("bob", "a"))), vec!["a".to_owned()]);
         assert!(index.get(&"a".into()).is_empty());
     }
 

@@ -24,10 +24,7 @@ pub struct WriteMemo {
 impl WriteMemo {
     /// Whether `content` was written to `target` within the window.
     pub fn recently_written(&self, target: &str, content: u64) -> bool {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
             .get(target)
             .is_some_and(|(hash, at)| *hash == content && at.elapsed() < WINDOW)
@@ -35,12 +32,9 @@ impl WriteMemo {
 
     /// Records that `content` was just written to `target`.
     pub fn record(&self, target: String, content: u64) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Expired entries are dropped as new ones come, so the memo holds only the writes of
-        // the last few seconds.
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Expired entries are pruned each time the map doubles (from 64 entries on): amortised
+        // constant work, and the map stays the size of a few seconds of writes.
         if entries.len() >= 64 && entries.len().is_power_of_two() {
             entries.retain(|_, (_, at)| at.elapsed() < WINDOW);
         }

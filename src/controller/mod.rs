@@ -3,14 +3,17 @@
 //!
 //! Each reconcile is `fetch (from caches) -> validate -> build -> apply -> status`; only
 //! [`apply`] and [`events`] write to the API server. Watches:
-//! - ContinuityDomains and ContinuityUsers in scope: the two controllers' own caches;
-//! - the operator's ConfigMaps (by label): the cache children are compared with, and the
-//!   owner triggers for `.owns()`;
-//! - ContinuityUsers in scope, feeding the users-by-domain index: a user that appears, moves
-//!   or disappears reconciles its old and new domain and its sibling users;
-//! - ContinuityDomains in every namespace, feeding the claims index: a claim that appears or
-//!   disappears reconciles every in-scope domain claiming the same mail domain, and a domain
-//!   that changes reconciles its users.
+//! - ContinuityDomains in scope: the domain controller's cache; a change also reconciles the
+//!   domain's users.
+//! - ContinuityUsers in scope: the user controller's cache and the users-by-domain index; a
+//!   change also reconciles the user's old and new domain and their other users.
+//! - The operator's ConfigMaps (by label): the cache children are compared with, and the
+//!   owner triggers of `.owns()`.
+//! - ContinuityDomains in every namespace: the claims index; a claim that appears, moves or
+//!   disappears reconciles every in-scope domain claiming the same mail domain.
+//!
+//! Every watch event updates its cache first, then the indexes, and only then triggers the
+//! reconciles that depend on it, so a triggered reconcile always reads the change.
 
 pub mod apply;
 pub mod domain;
@@ -80,6 +83,8 @@ pub struct Context {
     pub claims: Index<ContinuityDomain, String, Claim>,
     pub memo: memo::WriteMemo,
     backoff: Mutex<HashMap<String, u32>>,
+    domain_triggers: UnboundedSender<ObjectRef<ContinuityDomain>>,
+    user_triggers: UnboundedSender<ObjectRef<ContinuityUser>>,
 }
 
 fn index_user(user: &ContinuityUser) -> Option<(DomainKey, ObjectRef<ContinuityUser>)> {
@@ -97,10 +102,7 @@ fn store_ready<K: reflector::Lookup + Clone + 'static>(store: &Store<K>) -> bool
 where
     K::DynamicType: Eq + Hash + Clone,
 {
-    store
-        .wait_until_ready()
-        .now_or_never()
-        .is_some_and(|r| r.is_ok())
+    store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
 }
 
 impl Context {
@@ -144,10 +146,7 @@ impl Context {
     /// a per-object jitter of up to 25 % so that objects failing together (API server down)
     /// do not retry in lockstep.
     fn next_backoff(&self, key: &str) -> Duration {
-        let mut attempts = self
-            .backoff
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut attempts = self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let attempt = attempts.entry(key.to_owned()).or_insert(0);
         *attempt = attempt.saturating_add(1);
         let exponent = (*attempt - 1).min(16);
@@ -166,7 +165,7 @@ impl Context {
     }
 }
 
-fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+fn backoff_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!(
         "{}/{}/{}",
         K::kind(&()),
@@ -175,18 +174,17 @@ fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     )
 }
 
-/// Runs a reconcile, recording its outcome in metrics and the backoff state.
-async fn observed<K, F>(
-    object: Arc<K>,
-    ctx: Arc<Context>,
-    reconcile: fn(Arc<K>, Arc<Context>) -> F,
-) -> Result<Action>
+/// Runs a reconcile, recording it (and its duration, success or not) in metrics, and
+/// clearing the object's backoff when it succeeds.
+async fn observed<K, F>(object: Arc<K>, ctx: Arc<Context>, reconcile: fn(Arc<K>, Arc<Context>) -> F) -> Result<Action>
 where
     K: Resource<DynamicType = ()>,
     F: Future<Output = Result<Action>>,
 {
-    let key = object_key(object.as_ref());
+    let started = tokio::time::Instant::now();
+    let key = backoff_key(object.as_ref());
     let result = reconcile(object, ctx.clone()).await;
+    ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
     if result.is_ok() {
         ctx.reset_backoff(&key);
     }
@@ -194,13 +192,9 @@ where
 }
 
 /// Permanent errors wait for the object to change; transient ones back off per object.
-fn error_policy<K: Resource<DynamicType = ()>>(
-    object: Arc<K>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
+fn error_policy<K: Resource<DynamicType = ()>>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(&K::kind(&()), error);
-    let key = object_key(object.as_ref());
+    let key = backoff_key(object.as_ref());
     if error.is_permanent() {
         warn!(object = %key, %error, "reconcile failed; waiting for a change to the object");
         Action::await_change()
@@ -223,10 +217,7 @@ where
 
 /// A watch whose objects are kept without managedFields (a large share of each object that the
 /// operator never reads), retried with client-go's backoff.
-fn lean_watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
+fn lean_watch<K>(api: Api<K>, config: watcher::Config) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -244,29 +235,15 @@ pub async fn run(
     readiness: Arc<Readiness>,
     shutdown: Shutdown,
 ) {
-    let namespace = settings.namespace.as_deref();
+    let namespace = settings.namespace.clone();
     let watch_config = watcher::Config::default().any_semantic();
     let children_config = watch_config.clone().labels(&resources::managed_selector());
 
     let (domains, domain_writer) = reflector::store();
-    let domain_stream = lean_watch(
-        scoped::<ContinuityDomain>(&client, namespace),
-        watch_config.clone(),
-    )
-    .reflect(domain_writer)
-    .applied_objects();
     let (users, user_writer) = reflector::store();
-    let user_stream = lean_watch(
-        scoped::<ContinuityUser>(&client, namespace),
-        watch_config.clone(),
-    )
-    .reflect(user_writer)
-    .applied_objects();
     let (config_maps, config_map_writer) = reflector::store();
-    let config_map_stream = lean_watch(scoped::<ConfigMap>(&client, namespace), children_config)
-        .reflect(config_map_writer)
-        .touched_objects();
-
+    let (domain_triggers, domain_trigger_stream) = unbounded();
+    let (user_triggers, user_trigger_stream) = unbounded();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -286,29 +263,41 @@ pub async fn run(
         claims: Index::new(index_claim),
         memo: memo::WriteMemo::default(),
         backoff: Mutex::new(HashMap::new()),
-    });
-
-    let (domain_triggers, domain_trigger_stream) = unbounded::<ObjectRef<ContinuityDomain>>();
-    let (user_triggers, user_trigger_stream) = unbounded::<ObjectRef<ContinuityUser>>();
-    let user_feeder = feed_users_index(
-        lean_watch(
-            scoped::<ContinuityUser>(&client, namespace),
-            watch_config.clone(),
-        ),
-        ctx.clone(),
-        domain_triggers.clone(),
-        user_triggers.clone(),
-    );
-    // Claims are checked against every namespace, whatever the scope.
-    let claims_feeder = feed_claims_index(
-        lean_watch(
-            Api::<ContinuityDomain>::all(client.clone()),
-            watch_config.clone(),
-        ),
-        ctx.clone(),
         domain_triggers,
         user_triggers,
-    );
+    });
+
+    let domain_stream = {
+        let ctx = ctx.clone();
+        lean_watch(
+            scoped::<ContinuityDomain>(&client, namespace.as_deref()),
+            watch_config.clone(),
+        )
+        .reflect(domain_writer)
+        .inspect_ok(move |event| ctx.domain_changed(event))
+        .applied_objects()
+    };
+    let user_stream = {
+        let ctx = ctx.clone();
+        lean_watch(
+            scoped::<ContinuityUser>(&client, namespace.as_deref()),
+            watch_config.clone(),
+        )
+        .reflect(user_writer)
+        .inspect_ok(move |event| ctx.user_changed(event))
+        .applied_objects()
+    };
+    let config_map_stream = lean_watch(scoped::<ConfigMap>(&client, namespace.as_deref()), children_config)
+        .reflect(config_map_writer)
+        .touched_objects();
+    // Claims are checked against every namespace, whatever the scope.
+    let claims_feeder = lean_watch(Api::<ContinuityDomain>::all(client.clone()), watch_config).for_each(|event| {
+        match event {
+            Ok(event) => ctx.claims_changed(&event),
+            Err(error) => warn!(%error, "watching ContinuityDomains for the claims index"),
+        }
+        futures::future::ready(())
+    });
 
     let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
     let domain_controller = Controller::for_stream(domain_stream, domains)
@@ -325,7 +314,7 @@ pub async fn run(
     let user_controller = Controller::for_stream(user_stream, users)
         .with_config(controller_config)
         .reconcile_on(user_trigger_stream)
-        .graceful_shutdown_on(shutdown.clone().wait())
+        .graceful_shutdown_on(shutdown.wait())
         .run(
             |object, ctx| observed(object, ctx, user::reconcile),
             error_policy,
@@ -343,14 +332,14 @@ pub async fn run(
     };
 
     info!(
-        namespace = namespace.unwrap_or("<all>"),
+        namespace = namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"
     );
     readiness.set(Phase::Syncing);
     tokio::select! {
         _ = futures::future::join(domain_controller, user_controller) => {}
-        _ = futures::future::join(user_feeder, claims_feeder) => {}
-        _ = report_synced => {}
+        () = claims_feeder => {}
+        () = report_synced => {}
     }
     info!("controllers stopped");
 }
@@ -363,62 +352,71 @@ fn log_outcome<K: Resource, E: std::fmt::Display>(result: Result<(ObjectRef<K>, 
     }
 }
 
-/// Keeps the users-by-domain index current and reconciles what a user change affects: the
-/// domains the user left and joined, and their other users (duplicates may resolve).
-async fn feed_users_index(
-    watch: impl Stream<Item = Result<watcher::Event<ContinuityUser>, watcher::Error>>,
-    ctx: Arc<Context>,
-    domain_triggers: UnboundedSender<ObjectRef<ContinuityDomain>>,
-    user_triggers: UnboundedSender<ObjectRef<ContinuityUser>>,
-) {
-    let mut watch = std::pin::pin!(watch);
-    while let Some(event) = watch.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                warn!(%error, "watching ContinuityUsers for the domain index");
-                continue;
-            }
-        };
-        for (namespace, domain) in ctx.users_by_domain.apply(&event) {
-            for user in ctx
-                .users_by_domain
-                .get(&(namespace.clone(), domain.clone()))
-            {
-                let _ = user_triggers.unbounded_send(user);
-            }
-            let _ = domain_triggers.unbounded_send(ObjectRef::new(&domain).within(&namespace));
-        }
-    }
+/// Sends a trigger; the receiver only goes away when the controllers stop.
+fn trigger<K>(sender: &UnboundedSender<ObjectRef<K>>, object: ObjectRef<K>)
+where
+    K: Resource,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    let _ = sender.unbounded_send(object);
 }
 
-/// Keeps the cluster-wide claims index current; reconciles the in-scope domains claiming a mail
-/// domain whose claims changed, and the users of a domain that changed.
-async fn feed_claims_index(
-    watch: impl Stream<Item = Result<watcher::Event<ContinuityDomain>, watcher::Error>>,
-    ctx: Arc<Context>,
-    domain_triggers: UnboundedSender<ObjectRef<ContinuityDomain>>,
-    user_triggers: UnboundedSender<ObjectRef<ContinuityUser>>,
-) {
-    let mut watch = std::pin::pin!(watch.map_err(|error| {
-        warn!(%error, "watching ContinuityDomains for the claims index");
-        error
-    }));
-    while let Some(event) = watch.next().await {
-        let Ok(event) = event else { continue };
-        if let watcher::Event::Apply(domain) | watcher::Event::Delete(domain) = &event {
-            let namespace = domain.namespace().unwrap_or_default();
-            if ctx.in_scope(&namespace) {
-                for user in ctx.users_by_domain.get(&(namespace, domain.name_any())) {
-                    let _ = user_triggers.unbounded_send(user);
+impl Context {
+    /// A ContinuityDomain changed (its cache already holds the change): its users are judged
+    /// against it. After a relist, which may have missed deletions, every user is.
+    fn domain_changed(&self, event: &watcher::Event<ContinuityDomain>) {
+        match event {
+            watcher::Event::Apply(domain) | watcher::Event::Delete(domain) | watcher::Event::InitApply(domain) => {
+                let key = (domain.namespace().unwrap_or_default(), domain.name_any());
+                for user in self.users_by_domain.get(&key) {
+                    trigger(&self.user_triggers, user);
                 }
             }
+            watcher::Event::InitDone => {
+                for user in self.users.state() {
+                    trigger(&self.user_triggers, ObjectRef::from_obj(user.as_ref()));
+                }
+            }
+            watcher::Event::Init => {}
         }
-        for mail_domain in ctx.claims.apply(&event) {
-            for claim in ctx.claims.get(&mail_domain) {
-                if ctx.in_scope(&claim.namespace) {
-                    let _ = domain_triggers
-                        .unbounded_send(ObjectRef::new(&claim.name).within(&claim.namespace));
+        if let watcher::Event::Delete(domain) = event {
+            self.reset_backoff(&backoff_key(domain));
+        }
+    }
+
+    /// A ContinuityUser changed (its cache already holds the change): the index learns where
+    /// it belongs; the domains it left and joined are recounted and their users re-judged
+    /// (a duplicate may now be the first of its address).
+    fn user_changed(&self, event: &watcher::Event<ContinuityUser>) {
+        let mut keys = self.users_by_domain.apply(event);
+        // An address change leaves the user under the same key, but changes the domain's list.
+        if let watcher::Event::Apply(user) | watcher::Event::Delete(user) = event
+            && let Some((key, _)) = index_user(user)
+            && !keys.contains(&key)
+        {
+            keys.push(key);
+        }
+        for (namespace, domain) in keys {
+            for user in self.users_by_domain.get(&(namespace.clone(), domain.clone())) {
+                trigger(&self.user_triggers, user);
+            }
+            trigger(&self.domain_triggers, ObjectRef::new(&domain).within(&namespace));
+        }
+        if let watcher::Event::Delete(user) = event {
+            self.reset_backoff(&backoff_key(user));
+        }
+    }
+
+    /// A claim on a mail domain appeared, moved or disappeared: every in-scope domain claiming
+    /// the same mail domain is reconciled, so a conflict starts or ends.
+    fn claims_changed(&self, event: &watcher::Event<ContinuityDomain>) {
+        for mail_domain in self.claims.apply(event) {
+            for claim in self.claims.get(&mail_domain) {
+                if self.in_scope(&claim.namespace) {
+                    trigger(
+                        &self.domain_triggers,
+                        ObjectRef::new(&claim.name).within(&claim.namespace),
+                    );
                 }
             }
         }

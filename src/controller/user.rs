@@ -8,7 +8,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use tokio::time::Instant;
 use tracing::info;
 
 use super::apply::{self, Outcome};
@@ -23,15 +22,12 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
     if !ctx.synced() {
         return Ok(Action::requeue(CACHE_SYNC_RETRY));
     }
-    let started = Instant::now();
     let namespace = user.namespace().ok_or(Error::MissingField {
         kind: "ContinuityUser",
         field: "metadata.namespace",
     })?;
     let domain_name = &user.spec.domain_ref.name;
-    let domain = ctx
-        .domains
-        .get(&ObjectRef::new(domain_name).within(&namespace));
+    let domain = ctx.domains.get(&ObjectRef::new(domain_name).within(&namespace));
     let siblings = ctx.users_of(&namespace, domain_name);
     let siblings: Vec<&ContinuityUser> = siblings.iter().map(AsRef::as_ref).collect();
 
@@ -50,6 +46,5 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
         )
         .await;
     }
-    ctx.metrics.reconciled("ContinuityUser", started.elapsed());
     Ok(ctx.requeue_after(&[written]))
 }

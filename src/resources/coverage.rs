@@ -46,11 +46,7 @@ mod tests {
     #[test]
     fn lists_the_covered_addresses_and_is_owned_by_the_domain() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let cm = build(
-            &domain,
-            &addresses(&["bob@example.com", "alice@example.com"]),
-        )
-        .unwrap();
+        let cm = build(&domain, &addresses(&["bob@example.com", "alice@example.com"])).unwrap();
         assert_eq!(cm.metadata.name.as_deref(), Some("example-com-coverage"));
         assert_eq!(cm.metadata.namespace.as_deref(), Some("tenant-a"));
         let data = cm.data.as_ref().unwrap();

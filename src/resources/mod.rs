@@ -33,10 +33,7 @@ pub fn child_meta(domain: &ContinuityDomain, name: String, component: &str) -> R
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "continuity".to_owned()),
         ("app.kubernetes.io/instance".to_owned(), domain.name_any()),
-        (
-            "app.kubernetes.io/component".to_owned(),
-            component.to_owned(),
-        ),
+        ("app.kubernetes.io/component".to_owned(), component.to_owned()),
         (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
         (DOMAIN_LABEL.to_owned(), domain.name_any()),
     ]);
@@ -61,10 +58,7 @@ fn owner_reference(domain: &ContinuityDomain) -> Result<OwnerReference> {
 
 /// A stable hash of a value's JSON form.
 pub fn content_hash<T: Serialize>(value: &T) -> Result<u64> {
-    let bytes = serde_json::to_vec(value).map_err(|source| Error::Serialize {
-        what: "object",
-        source,
-    })?;
+    let bytes = serde_json::to_vec(value).map_err(|source| Error::Serialize { what: "object", source })?;
     Ok(fnv1a64(&bytes))
 }
 
@@ -77,6 +71,17 @@ pub fn with_spec_hash<K: Resource + Serialize>(mut object: K) -> Result<K> {
         .get_or_insert_with(BTreeMap::new)
         .insert(SPEC_HASH_ANNOTATION.to_owned(), format!("{hash:016x}"));
     Ok(object)
+}
+
+/// Whether every field `desired` sets holds the same value in `actual`. Objects in `actual`
+/// may carry more fields (set by the API server or others); lists and scalars must be equal.
+pub fn is_subset(desired: &serde_json::Value, actual: &serde_json::Value) -> bool {
+    match (desired, actual) {
+        (serde_json::Value::Object(wanted), serde_json::Value::Object(present)) => wanted
+            .iter()
+            .all(|(key, value)| present.get(key).is_some_and(|found| is_subset(value, found))),
+        (wanted, present) => wanted == present,
+    }
 }
 
 /// The hash an object carries, if any.
@@ -100,6 +105,23 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subset_allows_extra_object_fields_but_not_changed_values() {
+        let desired = serde_json::json!({ "metadata": { "name": "x" }, "data": { "a": "1" } });
+        let actual = serde_json::json!({ "metadata": { "name": "x", "uid": "u" }, "data": { "a": "1", "b": "2" } });
+        assert!(is_subset(&desired, &actual));
+        let edited = serde_json::json!({ "metadata": { "name": "x" }, "data": { "a": "hand-edited" } });
+        assert!(!is_subset(&desired, &edited));
+        assert!(!is_subset(
+            &serde_json::json!({ "list": [1, 2] }),
+            &serde_json::json!({ "list": [1, 2, 3] })
+        ));
+        assert!(!is_subset(
+            &desired,
+            &serde_json::json!({ "metadata": { "name": "x" } })
+        ));
+    }
 
     #[test]
     fn fnv1a_matches_reference_vectors() {

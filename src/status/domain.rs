@@ -27,11 +27,7 @@ impl DomainFacts {
 }
 
 /// Computes the status the domain should have.
-pub fn compute(
-    domain: &ContinuityDomain,
-    facts: &DomainFacts,
-    now: &Time,
-) -> ContinuityDomainStatus {
+pub fn compute(domain: &ContinuityDomain, facts: &DomainFacts, now: &Time) -> ContinuityDomainStatus {
     let previous = domain.status.clone().unwrap_or_default();
     let mail_domain = &domain.spec.domain;
 
@@ -57,14 +53,17 @@ pub fn compute(
         reasons::STANDBY_NOT_PROVISIONED,
         "the standby mail stack (Postfix, Dovecot, webmail) is not provisioned yet",
     );
+    let continuity = Desired::new(
+        types::CONTINUITY_ACTIVE,
+        Status::False,
+        reasons::STANDBY_NOT_PROVISIONED,
+        "continuity cannot activate before the standby mail stack is provisioned",
+    );
     let primary = Desired::new(
         types::PRIMARY_REACHABLE,
         Status::Unknown,
         reasons::NOT_PROBED,
-        format!(
-            "{} has not been health-checked yet",
-            domain.spec.primary.host
-        ),
+        format!("{} has not been health-checked yet", domain.spec.primary.host),
     );
 
     let (phase, ready) = if domain.spec.suspend {
@@ -121,7 +120,7 @@ pub fn compute(
     let generation = domain.metadata.generation;
     let conditions = conditions::settle(
         &previous.conditions,
-        vec![ready, standby, primary, conflict],
+        vec![ready, standby, primary, continuity, conflict],
         generation,
         now,
     );
@@ -141,9 +140,14 @@ pub fn compute(
         conditions,
         phase: Some(phase),
         claimed_domain,
-        users: facts.covered.map(|n| UsersStatus {
-            covered: u32::try_from(n).unwrap_or(u32::MAX),
-        }),
+        // Suspended: the operator changes nothing, so it reports the coverage it left.
+        users: if domain.spec.suspend {
+            previous.users.clone()
+        } else {
+            facts.covered.map(|n| UsersStatus {
+                covered: u32::try_from(n).unwrap_or(u32::MAX),
+            })
+        },
         ..previous
     }
 }
@@ -197,12 +201,7 @@ mod tests {
         assert_eq!(status.observed_generation, Some(1));
         assert_eq!(status.claimed_domain.as_deref(), Some("example.com"));
         assert_eq!(status.users, Some(UsersStatus { covered: 2 }));
-        assert!(
-            status
-                .conditions
-                .iter()
-                .all(|c| c.observed_generation == Some(1))
-        );
+        assert!(status.conditions.iter().all(|c| c.observed_generation == Some(1)));
     }
 
     #[test]
@@ -256,10 +255,7 @@ mod tests {
             },
             &at(1),
         );
-        assert_eq!(
-            condition(&status, types::READY),
-            ("False", reasons::INVALID_SPEC)
-        );
+        assert_eq!(condition(&status, types::READY), ("False", reasons::INVALID_SPEC));
         assert_eq!(status.phase, Some(DomainPhase::Error));
         assert!(
             find(&status.conditions, types::READY)
@@ -282,10 +278,7 @@ mod tests {
             },
             &at(1),
         );
-        assert_eq!(
-            condition(&status, types::READY),
-            ("False", reasons::DOMAIN_IMMUTABLE)
-        );
+        assert_eq!(condition(&status, types::READY), ("False", reasons::DOMAIN_IMMUTABLE));
         assert_eq!(status.claimed_domain.as_deref(), Some("example.org"));
     }
 
@@ -296,9 +289,6 @@ mod tests {
         assert!(!accepted(None).acts(&domain));
         let status = compute(&domain, &accepted(None), &at(1));
         assert_eq!(status.phase, Some(DomainPhase::Suspended));
-        assert_eq!(
-            condition(&status, types::READY),
-            ("False", reasons::SUSPENDED)
-        );
+        assert_eq!(condition(&status, types::READY), ("False", reasons::SUSPENDED));
     }
 }

@@ -55,11 +55,7 @@ mod tests {
     #[test]
     fn a_covered_user_is_not_ready_before_its_mailbox_exists() {
         let user: ContinuityUser = fixture("user-alice.yaml");
-        let status = compute(
-            &user,
-            &Verdict::Covered,
-            &Time(Timestamp::from_second(5).unwrap()),
-        );
+        let status = compute(&user, &Verdict::Covered, &Time(Timestamp::from_second(5).unwrap()));
         let covered = find(&status.conditions, types::COVERED).unwrap();
         assert_eq!(
             (covered.status.as_str(), covered.reason.as_str()),

@@ -79,11 +79,7 @@ impl Default for Metrics {
             api_writes.clone(),
         );
         let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease",
-            leader.clone(),
-        );
+        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
         Self {
             registry,
             reconciliations,
@@ -98,9 +94,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Records a finished reconciliation of a `kind` object.
     pub fn reconciled(&self, kind: &str, took: Duration) {
-        let labels = KindLabels {
-            kind: kind.to_owned(),
-        };
+        let labels = KindLabels { kind: kind.to_owned() };
         self.reconciliations.get_or_create(&labels).inc();
         self.reconcile_duration
             .get_or_create(&labels)

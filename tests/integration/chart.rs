@@ -8,9 +8,7 @@ use std::time::Duration;
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,19 +18,23 @@ use kube::{Api, Client};
 
 use crate::common::*;
 
-fn helm_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("CONTINUITY_HELM_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let output = std::process::Command::new(repo().join("hack/helm-venv.sh"))
-        .output()
-        .expect("running hack/helm-venv.sh");
-    assert!(
-        output.status.success(),
-        "hack/helm-venv.sh failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+/// The Python with helm-sdkpy: hack/test.sh passes it; otherwise the venv is made once.
+fn helm_python() -> &'static PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        if let Some(python) = std::env::var_os("CONTINUITY_HELM_PYTHON") {
+            return PathBuf::from(python);
+        }
+        let output = std::process::Command::new(repo().join("hack/helm-venv.sh"))
+            .output()
+            .expect("running hack/helm-venv.sh");
+        assert!(
+            output.status.success(),
+            "hack/helm-venv.sh failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
 }
 
 /// Runs hack/helm.py; returns (success, its JSON output).
@@ -50,18 +52,11 @@ fn helm(args: &[&str]) -> (bool, String) {
 }
 
 fn chart() -> String {
-    repo()
-        .join("charts/continuity-operator")
-        .display()
-        .to_string()
+    repo().join("charts/continuity-operator").display().to_string()
 }
 
 fn install(release: &str, namespace: &str, values: serde_json::Value, take_ownership: bool) {
-    let (chart, kubeconfig, values) = (
-        chart(),
-        kubeconfig().display().to_string(),
-        values.to_string(),
-    );
+    let (chart, kubeconfig, values) = (chart(), kubeconfig().display().to_string(), values.to_string());
     let mut args = vec![
         "install",
         release,
@@ -157,20 +152,12 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
         .get(&fullname)
         .await
         .expect("the operator Deployment");
-    let pod = deployment
-        .spec
-        .expect("spec")
-        .template
-        .spec
-        .expect("pod spec");
+    let pod = deployment.spec.expect("spec").template.spec.expect("pod spec");
     assert_eq!(pod.service_account_name.as_deref(), Some(account.1));
     let container = &pod.containers[0];
     let args = container.args.clone().unwrap_or_default();
     assert!(args.contains(&format!("--namespace={tenant}")), "{args:?}");
-    assert!(
-        args.contains(&format!("--lease-name={lease_name}")),
-        "{args:?}"
-    );
+    assert!(args.contains(&format!("--lease-name={lease_name}")), "{args:?}");
     assert_eq!(
         container
             .liveness_probe
@@ -291,29 +278,50 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     )
     .await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &tenant);
-    wait_for(
-        "the coverage ConfigMap",
-        Duration::from_secs(30),
-        || async { maps.get_opt("d-coverage").await.ok().flatten() },
-    )
+    wait_for("the coverage ConfigMap", Duration::from_secs(30), || async {
+        maps.get_opt("d-coverage").await.ok().flatten()
+    })
     .await;
-    let lease = Api::<Lease>::namespaced(client.clone(), &release_ns)
-        .get(&lease_name)
-        .await
-        .expect("Lease");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &release_ns);
+    let lease = leases.get(&lease_name).await.expect("Lease");
     assert_eq!(
         lease.spec.and_then(|s| s.holder_identity),
         Some(operator.identity.clone())
     );
+    // A second claim on the same mail domain raises a Warning Event: Events are permitted.
+    apply_yaml(&client, &tenant, &domain_yaml("zz-second", &mail)).await;
+    domain_condition(&domains, "zz-second", "Conflict", "True", "DomainClaimedElsewhere").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &tenant);
+    wait_for("the Warning Event", Duration::from_secs(30), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DomainClaimedElsewhere"))
+            .then_some(())
+    })
+    .await;
     assert_eq!(
-        operator
-            .metric_sum("continuity_reconcile_errors_total")
-            .await,
+        operator.metric_sum("continuity_reconcile_errors_total").await,
         0.0,
         "no request was forbidden\n{}",
         operator.log_text()
     );
-    drop(operator);
+    assert!(
+        !operator.log_text().contains("cannot publish Event"),
+        "{}",
+        operator.log_text()
+    );
+    // SIGTERM releases the Lease: patching it by name is permitted too.
+    let mut operator = operator;
+    assert!(operator.terminate().await.success(), "{}", operator.log_text());
+    let released = leases
+        .get(&lease_name)
+        .await
+        .expect("Lease")
+        .spec
+        .and_then(|s| s.holder_identity)
+        .filter(|holder| !holder.is_empty());
+    assert_eq!(released, None, "the Lease is released on shutdown");
 
     uninstall(&release, &release_ns);
     let gone = Api::<Deployment>::namespaced(client.clone(), &release_ns)
@@ -357,17 +365,7 @@ async fn a_cluster_wide_install_grants_every_namespace_but_no_secrets() {
             .await
         );
         assert!(may(&client, account, "patch", "", "configmaps", Some(namespace)).await);
-        assert!(
-            may(
-                &client,
-                account,
-                "create",
-                "events.k8s.io",
-                "events",
-                Some(namespace)
-            )
-            .await
-        );
+        assert!(may(&client, account, "create", "events.k8s.io", "events", Some(namespace)).await);
     }
     assert!(!may(&client, account, "list", "", "secrets", None).await);
     assert!(!may(&client, account, "get", "", "secrets", Some("default")).await);
@@ -398,25 +396,12 @@ fn assert_restricted(pod: &k8s_openapi::api::core::v1::PodSpec) {
         pod_context.seccomp_profile.map(|p| p.type_),
         Some("RuntimeDefault".into())
     );
-    assert!(
-        pod.host_network != Some(true) && pod.host_pid != Some(true) && pod.host_ipc != Some(true)
-    );
+    assert!(pod.host_network != Some(true) && pod.host_pid != Some(true) && pod.host_ipc != Some(true));
     for container in &pod.containers {
-        let context = container
-            .security_context
-            .clone()
-            .expect("a container securityContext");
-        assert_eq!(
-            context.allow_privilege_escalation,
-            Some(false),
-            "{}",
-            container.name
-        );
+        let context = container.security_context.clone().expect("a container securityContext");
+        assert_eq!(context.allow_privilege_escalation, Some(false), "{}", container.name);
         assert_ne!(context.privileged, Some(true));
-        let drop = context
-            .capabilities
-            .and_then(|c| c.drop)
-            .unwrap_or_default();
+        let drop = context.capabilities.and_then(|c| c.drop).unwrap_or_default();
         assert!(
             drop.iter().any(|c| c == "ALL"),
             "{} drops ALL capabilities",
@@ -450,12 +435,7 @@ async fn service_account_kubeconfig(client: &Client, account: (&str, &str)) -> P
             auth.token = Some(token.clone().into());
         }
     }
-    let path =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.kubeconfig", unique(name)));
-    std::fs::write(
-        &path,
-        serde_yaml::to_string(&config).expect("kubeconfig YAML"),
-    )
-    .expect("writing the kubeconfig");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.kubeconfig", unique(name)));
+    std::fs::write(&path, serde_yaml::to_string(&config).expect("kubeconfig YAML")).expect("writing the kubeconfig");
     path
 }

@@ -52,8 +52,7 @@ pub fn kubeconfig() -> &'static Path {
 }
 
 fn start_control_plane() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("control-plane-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("control-plane-{}", std::process::id()));
     let status = std::process::Command::new(repo().join("hack/control-plane.sh"))
         .arg("start")
         .arg(&dir)
@@ -89,31 +88,25 @@ async fn install_crds(client: &Client) {
             None => crds.create(&PostParams::default(), &crd).await.map(drop),
             Some(existing) => {
                 crd.metadata.resource_version = existing.resource_version();
-                crds.replace(&name, &PostParams::default(), &crd)
-                    .await
-                    .map(drop)
+                crds.replace(&name, &PostParams::default(), &crd).await.map(drop)
             }
         }
         .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
     }
     for crd in continuity_operator::crd::definitions() {
         let name = crd.name_any();
-        wait_for(
-            &format!("CRD {name} Established"),
-            Duration::from_secs(30),
-            || {
-                let crds = crds.clone();
-                let name = name.clone();
-                async move {
-                    let crd = crds.get(&name).await.ok()?;
-                    crd.status?
-                        .conditions?
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                        .then_some(())
-                }
-            },
-        )
+        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
+            let crds = crds.clone();
+            let name = name.clone();
+            async move {
+                let crd = crds.get(&name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        })
         .await;
     }
 }
@@ -177,13 +170,9 @@ pub async fn apply_yaml(client: &Client, namespace: &str, yaml: &str) -> Vec<Dyn
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
         let name = object.name_any();
         applied.push(
-            api.patch(
-                &name,
-                &PatchParams::apply(TEST_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("applying {} {name}: {e}", gvk.kind)),
+            api.patch(&name, &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&object))
+                .await
+                .unwrap_or_else(|e| panic!("applying {} {name}: {e}", gvk.kind)),
         );
     }
     applied
@@ -300,12 +289,9 @@ impl Operator {
     /// Starts the operator binary; it is killed when dropped.
     pub fn start(options: OperatorOptions<'_>) -> Operator {
         let http: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let log =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", options.identity));
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", options.identity));
         let log_file = std::fs::File::create(&log).expect("operator log file");
-        let lease_namespace = options
-            .lease_namespace
-            .unwrap_or_else(|| options.namespace.to_owned());
+        let lease_namespace = options.lease_namespace.unwrap_or_else(|| options.namespace.to_owned());
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_continuity-operator"))
             .args(["--namespace", options.namespace])
             .args(["--lease-namespace", &lease_namespace])
@@ -346,21 +332,31 @@ impl Operator {
         Some((code, body))
     }
 
-    /// The value of a metric line (`name{labels}` exactly as exposed), 0 when absent.
+    /// The operator's /metrics page. Panics when the operator does not answer, so that a
+    /// dead process never reads as "no reconciles".
+    pub async fn metrics(&self) -> String {
+        match self.get("/metrics").await {
+            Some((200, body)) => body,
+            other => panic!(
+                "/metrics of {} did not answer: {other:?}\n{}",
+                self.identity,
+                self.log_text()
+            ),
+        }
+    }
+
+    /// The value of one series (`name{labels}` exactly as exposed); 0 when the series was
+    /// never set (a family without series is not exposed at all).
     pub async fn metric(&self, series: &str) -> f64 {
-        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        let body = self.metrics().await;
         body.lines()
-            .find_map(|line| {
-                line.strip_prefix(series)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
+            .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
             .unwrap_or(0.0)
     }
 
     /// The sum of every series of a metric family.
     pub async fn metric_sum(&self, family: &str) -> f64 {
-        let (_, body) = self.get("/metrics").await.unwrap_or_default();
-        metric_sum(&body, family)
+        metric_sum(&self.metrics().await, family)
     }
 
     /// Sends SIGKILL: the process dies without releasing its Lease.

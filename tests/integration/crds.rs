@@ -20,10 +20,7 @@ async fn crds_are_established_with_short_names_and_printer_columns() {
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
         assert!(established, "{name} is Established");
         assert!(
             crd.spec
@@ -61,11 +58,7 @@ async fn rejection(kind: &str, spec: serde_json::Value) -> kube::core::Status {
         "spec": spec,
     });
     match api
-        .patch(
-            "invalid",
-            &PatchParams::apply(TEST_MANAGER),
-            &Patch::Apply(&object),
-        )
+        .patch("invalid", &PatchParams::apply(TEST_MANAGER), &Patch::Apply(&object))
         .await
     {
         Ok(_) => panic!("the API server accepted an invalid {kind}: {spec}"),
@@ -111,11 +104,7 @@ async fn the_schema_rejects_an_address_without_at_sign() {
 #[tokio::test]
 async fn the_schema_rejects_out_of_range_thresholds_and_unknown_enums() {
     let base = |health: serde_json::Value| serde_json::json!({ "domain": "example.com", "primary": { "host": "mx.example.com" }, "healthCheck": health });
-    let status = rejection(
-        "ContinuityDomain",
-        base(serde_json::json!({ "failureThreshold": 0 })),
-    )
-    .await;
+    let status = rejection("ContinuityDomain", base(serde_json::json!({ "failureThreshold": 0 }))).await;
     assert_invalid(
         &status,
         "spec.healthCheck.failureThreshold",
@@ -136,21 +125,13 @@ async fn the_schema_rejects_out_of_range_thresholds_and_unknown_enums() {
         base(serde_json::json!({ "failureClasses": ["Sometimes"] })),
     )
     .await;
-    assert_invalid(
-        &status,
-        "spec.healthCheck.failureClasses",
-        "Unsupported value",
-    );
+    assert_invalid(&status, "spec.healthCheck.failureClasses", "Unsupported value");
     let status = rejection(
         "ContinuityDomain",
         serde_json::json!({ "domain": "example.com", "primary": { "host": "mx.example.com", "port": 70000 } }),
     )
     .await;
-    assert_invalid(
-        &status,
-        "spec.primary.port",
-        "should be less than or equal to 65535",
-    );
+    assert_invalid(&status, "spec.primary.port", "should be less than or equal to 65535");
 }
 
 #[tokio::test]
@@ -164,11 +145,7 @@ async fn the_schema_requires_exactly_one_directory_source() {
         } }
     });
     let status = rejection("ContinuityDomain", spec).await;
-    assert_invalid(
-        &status,
-        "spec.users.directory",
-        "should have at most 1 properties",
-    );
+    assert_invalid(&status, "spec.users.directory", "should have at most 1 properties");
 }
 
 /// Checks the stored object, not the Rust struct (whose serde defaults would hide a missing

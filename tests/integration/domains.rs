@@ -23,8 +23,7 @@ async fn the_examples_apply_and_their_statuses_converge() {
         "domain-full.yaml",
         "users.yaml",
     ] {
-        let yaml =
-            std::fs::read_to_string(repo().join("examples").join(file)).expect("example file");
+        let yaml = std::fs::read_to_string(repo().join("examples").join(file)).expect("example file");
         apply_yaml(&client, &namespace, &yaml).await;
     }
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
@@ -32,33 +31,21 @@ async fn the_examples_apply_and_their_statuses_converge() {
 
     // (name, covered users): SelectedUsers with alice and bob; a static list minus one
     // exclusion; an LDAP directory not read yet.
-    for (name, covered) in [
-        ("example-com", Some(2)),
-        ("shop-example-org", Some(2)),
-        ("corp", None),
-    ] {
-        let domain =
-            domain_condition(&domains, name, "Ready", "False", "StandbyNotProvisioned").await;
-        let domain = wait_for(
-            &format!("{name} covered users"),
-            Duration::from_secs(30),
-            || {
-                let domains = domains.clone();
-                let domain = domain.clone();
-                async move {
-                    let latest = domains.get(&domain.name_any()).await.ok()?;
-                    let status = latest.status.clone()?;
-                    (status.users.map(|u| u.covered) == covered).then_some(latest)
-                }
-            },
-        )
+    for (name, covered) in [("example-com", Some(2)), ("shop-example-org", Some(2)), ("corp", None)] {
+        let domain = domain_condition(&domains, name, "Ready", "False", "StandbyNotProvisioned").await;
+        let domain = wait_for(&format!("{name} covered users"), Duration::from_secs(30), || {
+            let domains = domains.clone();
+            let domain = domain.clone();
+            async move {
+                let latest = domains.get(&domain.name_any()).await.ok()?;
+                let status = latest.status.clone()?;
+                (status.users.map(|u| u.covered) == covered).then_some(latest)
+            }
+        })
         .await;
         let status = domain.status.as_ref().expect("status");
         assert_eq!(status.phase, Some(DomainPhase::Provisioning), "{name}");
-        assert_eq!(
-            status.observed_generation, domain.metadata.generation,
-            "{name}"
-        );
+        assert_eq!(status.observed_generation, domain.metadata.generation, "{name}");
         assert_eq!(
             condition(&status.conditions, "Conflict").map(|c| c.0),
             Some("False".into()),
@@ -68,16 +55,9 @@ async fn the_examples_apply_and_their_statuses_converge() {
             condition(&status.conditions, "PrimaryReachable").map(|c| c.1),
             Some("NotProbed".into())
         );
-        assert_eq!(
-            status.claimed_domain.as_deref(),
-            Some(domain.spec.domain.as_str())
-        );
+        assert_eq!(status.claimed_domain.as_deref(), Some(domain.spec.domain.as_str()));
         for c in &status.conditions {
-            assert_eq!(
-                c.observed_generation, domain.metadata.generation,
-                "{name} {}",
-                c.type_
-            );
+            assert_eq!(c.observed_generation, domain.metadata.generation, "{name} {}", c.type_);
         }
     }
     for name in ["alice", "bob"] {
@@ -85,19 +65,13 @@ async fn the_examples_apply_and_their_statuses_converge() {
         user_condition(&users, name, "Ready", "False", "StandbyNotProvisioned").await;
     }
     let coverage: Api<ConfigMap> = Api::namespaced(client, &namespace);
-    let map = coverage
-        .get("example-com-coverage")
-        .await
-        .expect("coverage ConfigMap");
+    let map = coverage.get("example-com-coverage").await.expect("coverage ConfigMap");
     assert_eq!(
         map.data.expect("data")["addresses"],
         "alice@example.com\nbob@example.com\n"
     );
     assert!(
-        operator
-            .metric_sum("continuity_reconcile_errors_total")
-            .await
-            == 0.0,
+        operator.metric_sum("continuity_reconcile_errors_total").await == 0.0,
         "{}",
         operator.log_text()
     );
@@ -116,25 +90,15 @@ async fn children_are_owned_and_garbage_collected_with_their_domain() {
     let _operator = Operator::start(OperatorOptions::scoped(&namespace));
     let mail = mail_domain("gc");
     apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    apply_yaml(
-        &client,
-        &namespace,
-        &user_yaml("u", "d", &format!("u@{mail}")),
-    )
-    .await;
+    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
 
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let map = wait_for(
-        "the coverage ConfigMap",
-        Duration::from_secs(30),
-        || async {
-            maps.get("d-coverage").await.ok().filter(|m| {
-                m.data
-                    .as_ref()
-                    .is_some_and(|d| d["addresses"].contains('@'))
-            })
-        },
-    )
+    let map = wait_for("the coverage ConfigMap", Duration::from_secs(30), || async {
+        maps.get("d-coverage")
+            .await
+            .ok()
+            .filter(|m| m.data.as_ref().is_some_and(|d| d["addresses"].contains('@')))
+    })
     .await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
     let domain = domains.get("d").await.expect("domain");
@@ -142,10 +106,7 @@ async fn children_are_owned_and_garbage_collected_with_their_domain() {
         .owner_references()
         .first()
         .expect("the coverage ConfigMap has an ownerReference");
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str()),
-        ("ContinuityDomain", "d")
-    );
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("ContinuityDomain", "d"));
     assert_eq!(Some(&owner.uid), domain.metadata.uid.as_ref());
     assert_eq!(owner.controller, Some(true));
 
@@ -163,6 +124,37 @@ async fn children_are_owned_and_garbage_collected_with_their_domain() {
 }
 
 #[tokio::test]
+async fn a_hand_edited_child_is_put_back() {
+    let client = client().await;
+    let namespace = namespace(&client, "drift").await;
+    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let mail = mail_domain("drift");
+    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
+    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let expected = format!("u@{mail}\n");
+    wait_for("d-coverage listing u", Duration::from_secs(30), || async {
+        let map = maps.get_opt("d-coverage").await.ok().flatten()?;
+        (map.data?.get("addresses") == Some(&expected)).then_some(())
+    })
+    .await;
+    // An edit that keeps the spec-hash annotation: only the content tells it apart.
+    let edit = serde_json::json!({ "data": { "addresses": "intruder@example.org\n" } });
+    maps.patch("d-coverage", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .expect("editing the child");
+    wait_for(
+        "the operator to restore d-coverage",
+        Duration::from_secs(30),
+        || async {
+            let map = maps.get_opt("d-coverage").await.ok().flatten()?;
+            (map.data?.get("addresses") == Some(&expected)).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
     let client = client().await;
     let first_ns = namespace(&client, "claim-first").await;
@@ -174,22 +166,10 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
     tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have 1 s resolution
     let _operator = Operator::start(OperatorOptions::scoped(&later_ns));
     apply_yaml(&client, &later_ns, &domain_yaml("later", &mail)).await;
-    apply_yaml(
-        &client,
-        &later_ns,
-        &user_yaml("u", "later", &format!("u@{mail}")),
-    )
-    .await;
+    apply_yaml(&client, &later_ns, &user_yaml("u", "later", &format!("u@{mail}"))).await;
 
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &later_ns);
-    let later = domain_condition(
-        &domains,
-        "later",
-        "Conflict",
-        "True",
-        "DomainClaimedElsewhere",
-    )
-    .await;
+    let later = domain_condition(&domains, "later", "Conflict", "True", "DomainClaimedElsewhere").await;
     let status = later.status.expect("status");
     assert_eq!(status.phase, Some(DomainPhase::Error));
     let (_, _, message) = condition(&status.conditions, "Conflict").expect("Conflict condition");
@@ -206,22 +186,14 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
     let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &later_ns);
     user_condition(&users, "u", "Covered", "False", "DomainNotActing").await;
     // A Warning Event names the problem.
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), &later_ns);
-    wait_for(
-        "a DomainClaimedElsewhere Event",
-        Duration::from_secs(10),
-        || async {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("DomainClaimedElsewhere")
-                        && e.type_.as_deref() == Some("Warning")
-                })
-                .then_some(())
-        },
-    )
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &later_ns);
+    wait_for("a DomainClaimedElsewhere Event", Duration::from_secs(10), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DomainClaimedElsewhere") && e.type_.as_deref() == Some("Warning"))
+            .then_some(())
+    })
     .await;
 
     // Releasing the first claim lets the later one act.
@@ -229,14 +201,7 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
         .delete("first", &DeleteParams::default())
         .await
         .expect("deleting the first claimant");
-    domain_condition(
-        &domains,
-        "later",
-        "Conflict",
-        "False",
-        "DomainClaimAccepted",
-    )
-    .await;
+    domain_condition(&domains, "later", "Conflict", "False", "DomainClaimAccepted").await;
     wait_for("later-coverage", Duration::from_secs(30), || async {
         maps.get_opt("later-coverage").await.ok().flatten()
     })
@@ -254,22 +219,8 @@ async fn the_later_of_two_claims_in_one_namespace_is_the_conflict() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     apply_yaml(&client, &namespace, &domain_yaml("aa-second", &mail)).await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client, &namespace);
-    domain_condition(
-        &domains,
-        "aa-second",
-        "Conflict",
-        "True",
-        "DomainClaimedElsewhere",
-    )
-    .await;
-    domain_condition(
-        &domains,
-        "zz-first",
-        "Conflict",
-        "False",
-        "DomainClaimAccepted",
-    )
-    .await;
+    domain_condition(&domains, "aa-second", "Conflict", "True", "DomainClaimedElsewhere").await;
+    domain_condition(&domains, "zz-first", "Conflict", "False", "DomainClaimAccepted").await;
 }
 
 #[tokio::test]
@@ -307,20 +258,15 @@ async fn a_claimed_domain_name_cannot_be_changed_and_working_parts_stay() {
     let _operator = Operator::start(OperatorOptions::scoped(&namespace));
     let mail = mail_domain("immutable");
     apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    apply_yaml(
-        &client,
-        &namespace,
-        &user_yaml("u", "d", &format!("u@{mail}")),
-    )
-    .await;
+    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let before = wait_for("d-coverage listing u", Duration::from_secs(30), || async {
-        maps.get_opt("d-coverage").await.ok().flatten().filter(|m| {
-            m.data
-                .as_ref()
-                .is_some_and(|d| d["addresses"].contains("u@"))
-        })
+        maps.get_opt("d-coverage")
+            .await
+            .ok()
+            .flatten()
+            .filter(|m| m.data.as_ref().is_some_and(|d| d["addresses"].contains("u@")))
     })
     .await;
 
@@ -335,14 +281,8 @@ async fn a_claimed_domain_name_cannot_be_changed_and_working_parts_stay() {
             .2
             .contains("spec.domain is immutable")
     );
-    let after = maps
-        .get("d-coverage")
-        .await
-        .expect("the coverage ConfigMap is kept");
-    assert_eq!(
-        after.data, before.data,
-        "the working parts are left as they were"
-    );
+    let after = maps.get("d-coverage").await.expect("the coverage ConfigMap is kept");
+    assert_eq!(after.data, before.data, "the working parts are left as they were");
 
     apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
     domain_condition(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
@@ -355,12 +295,7 @@ async fn a_steady_state_reconcile_writes_nothing() {
     let operator = Operator::start(OperatorOptions::scoped(&namespace));
     let mail = mail_domain("steady");
     apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    apply_yaml(
-        &client,
-        &namespace,
-        &user_yaml("u", "d", &format!("u@{mail}")),
-    )
-    .await;
+    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
     let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &namespace);
     wait_for("one covered user", Duration::from_secs(30), || async {
@@ -373,18 +308,12 @@ async fn a_steady_state_reconcile_writes_nothing() {
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     let writes = operator.metric_sum("continuity_api_writes_total").await;
-    let reconciles = operator
-        .metric_sum("continuity_reconciliations_total")
-        .await;
-    assert!(
-        writes > 0.0 && reconciles > 0.0,
-        "the operator has been working"
-    );
-    // Metadata-only edits trigger reconciles of both objects (and of the domain through the
-    // user index) without changing anything the operator derives.
+    let reconciles = operator.metric_sum("continuity_reconciliations_total").await;
+    assert!(writes > 0.0 && reconciles > 0.0, "the operator has been working");
+    // Metadata-only edits trigger reconciles of both objects (a user change also reconciles
+    // its domain) without changing anything the operator derives.
     for round in 0..3 {
-        let patch =
-            serde_json::json!({ "metadata": { "labels": { "touched": round.to_string() } } });
+        let patch = serde_json::json!({ "metadata": { "labels": { "touched": round.to_string() } } });
         domains
             .patch("d", &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -397,13 +326,7 @@ async fn a_steady_state_reconcile_writes_nothing() {
     wait_for(
         "the touched objects to be reconciled",
         Duration::from_secs(30),
-        || async {
-            (operator
-                .metric_sum("continuity_reconciliations_total")
-                .await
-                >= reconciles + 2.0)
-                .then_some(())
-        },
+        || async { (operator.metric_sum("continuity_reconciliations_total").await >= reconciles + 2.0).then_some(()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -427,12 +350,7 @@ async fn health_readiness_and_metrics_are_served() {
     .await;
     let (code, _) = operator.get("/healthz").await.expect("/healthz answers");
     assert_eq!(code, 200);
-    apply_yaml(
-        &client,
-        &namespace,
-        &domain_yaml("d", &mail_domain("endpoints")),
-    )
-    .await;
+    apply_yaml(&client, &namespace, &domain_yaml("d", &mail_domain("endpoints"))).await;
     wait_for("a counted reconcile", Duration::from_secs(30), || async {
         (operator
             .metric(r#"continuity_reconciliations_total{kind="ContinuityDomain"}"#)

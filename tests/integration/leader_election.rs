@@ -44,12 +44,7 @@ async fn one_replica_acts_and_another_takes_over_when_it_dies() {
         holder(&leases, &lease_name)
     })
     .await;
-    apply_yaml(
-        &client,
-        &namespace,
-        &domain_yaml("before", &mail_domain("election")),
-    )
-    .await;
+    apply_yaml(&client, &namespace, &domain_yaml("before", &mail_domain("election"))).await;
     converged(&domains, "before").await;
 
     let leader_index = replicas
@@ -63,9 +58,7 @@ async fn one_replica_acts_and_another_takes_over_when_it_dies() {
         assert_eq!(follower.metric("continuity_leader").await, 0.0);
         assert!(leader.metric_sum("continuity_reconciliations_total").await >= 1.0);
         assert_eq!(
-            follower
-                .metric_sum("continuity_reconciliations_total")
-                .await,
+            follower.metric_sum("continuity_reconciliations_total").await,
             0.0,
             "the standby replica must not reconcile\n{}",
             follower.log_text()
@@ -79,13 +72,9 @@ async fn one_replica_acts_and_another_takes_over_when_it_dies() {
     replicas[leader_index].kill().await;
     let killed_at = Instant::now();
     let survivor = replicas[follower_index].identity.clone();
-    wait_for(
-        "the survivor to hold the Lease",
-        Duration::from_secs(30),
-        || async {
-            (holder(&leases, &lease_name).await.as_deref() == Some(survivor.as_str())).then_some(())
-        },
-    )
+    wait_for("the survivor to hold the Lease", Duration::from_secs(30), || async {
+        (holder(&leases, &lease_name).await.as_deref() == Some(survivor.as_str())).then_some(())
+    })
     .await;
     let takeover = killed_at.elapsed();
     println!("takeover after SIGKILL of the leader: {takeover:?}");
@@ -94,12 +83,7 @@ async fn one_replica_acts_and_another_takes_over_when_it_dies() {
         "takeover took {takeover:?}; expected about 15 s"
     );
 
-    apply_yaml(
-        &client,
-        &namespace,
-        &domain_yaml("after", &mail_domain("election")),
-    )
-    .await;
+    apply_yaml(&client, &namespace, &domain_yaml("after", &mail_domain("election"))).await;
     converged(&domains, "after").await;
 
     // SIGTERM: a clean shutdown releases the Lease, so a new standby takes over at once.
@@ -112,26 +96,14 @@ async fn one_replica_acts_and_another_takes_over_when_it_dies() {
     let status = replicas[follower_index].terminate().await;
     assert!(status.success(), "a clean shutdown exits 0, got {status}");
     let released_at = Instant::now();
-    wait_for(
-        "replica-c to hold the Lease",
-        Duration::from_secs(10),
-        || async {
-            (holder(&leases, &lease_name).await.as_deref() == Some("replica-c")).then_some(())
-        },
-    )
+    wait_for("replica-c to hold the Lease", Duration::from_secs(10), || async {
+        (holder(&leases, &lease_name).await.as_deref() == Some("replica-c")).then_some(())
+    })
     .await;
     let handover = released_at.elapsed();
     println!("handover after SIGTERM of the leader: {handover:?}");
-    assert!(
-        handover <= Duration::from_secs(5),
-        "handover took {handover:?}"
-    );
-    apply_yaml(
-        &client,
-        &namespace,
-        &domain_yaml("last", &mail_domain("election")),
-    )
-    .await;
+    assert!(handover <= Duration::from_secs(5), "handover took {handover:?}");
+    apply_yaml(&client, &namespace, &domain_yaml("last", &mail_domain("election"))).await;
     converged(&domains, "last").await;
     standby.kill().await;
 }

@@ -46,7 +46,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   verbs: [get, list, watch]
 - apiGroups: [continuity.mailops.io]
   resources: [continuitydomains/status, continuityusers/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 # Setting blockOwnerDeletion on children needs update on the owner's finalizers where the
 # OwnerReferencesPermissionEnforcement admission plugin is on.
 - apiGroups: [continuity.mailops.io]

@@ -20,6 +20,7 @@ SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 
 
 async def lint(args):
+    # helm-sdkpy serialises each finding's error as {}, so only severity and path survive.
     result = await helm_sdkpy.Lint(helm_sdkpy.Configuration()).run(args.chart)
     messages = result.get("Messages") or []
     findings = [

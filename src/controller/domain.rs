@@ -46,6 +46,8 @@ pub fn plan(domain: &ContinuityDomain, users: &[&ContinuityUser], claimants: &[C
         claim,
         covered: covered.as_ref().map(BTreeSet::len),
     };
+    // A domain that may not act builds nothing, and what it built before is left in place:
+    // bad input must never take working parts down (SPEC 4.9).
     let children = match covered {
         Some(addresses) if facts.acts(domain) => vec![resources::coverage::build(domain, &addresses)?],
         _ => Vec::new(),

@@ -158,22 +158,8 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     let args = container.args.clone().unwrap_or_default();
     assert!(args.contains(&format!("--namespace={tenant}")), "{args:?}");
     assert!(args.contains(&format!("--lease-name={lease_name}")), "{args:?}");
-    assert_eq!(
-        container
-            .liveness_probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .and_then(|h| h.path.as_deref()),
-        Some("/healthz")
-    );
-    assert_eq!(
-        container
-            .readiness_probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .and_then(|h| h.path.as_deref()),
-        Some("/readyz")
-    );
+    assert_eq!(probe_path(container.liveness_probe.as_ref()), Some("/healthz"));
+    assert_eq!(probe_path(container.readiness_probe.as_ref()), Some("/readyz"));
     assert!(
         container
             .resources
@@ -185,76 +171,33 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
 
     // Least privilege: the reconciled namespace only, Leases in the release namespace only, no
     // Secrets at all; ContinuityDomains readable everywhere for the claims check.
-    assert!(may(&client, account, "patch", "", "configmaps", Some(&tenant)).await);
-    assert!(!may(&client, account, "patch", "", "configmaps", Some("default")).await);
-    assert!(!may(&client, account, "list", "", "secrets", None).await);
-    assert!(!may(&client, account, "get", "", "secrets", Some(&tenant)).await);
-    assert!(
-        may(
-            &client,
-            account,
-            "list",
-            "continuity.mailops.io",
-            "continuitydomains",
-            None
-        )
-        .await
-    );
-    assert!(
-        !may(
-            &client,
-            account,
-            "list",
-            "continuity.mailops.io",
-            "continuityusers",
-            None
-        )
-        .await
-    );
-    assert!(
-        may(
-            &client,
-            account,
+    let (in_tenant, in_release) = (Some(tenant.as_str()), Some(release_ns.as_str()));
+    let expectations = [
+        (true, "patch", "", "configmaps", in_tenant),
+        (false, "patch", "", "configmaps", Some("default")),
+        (false, "list", "", "secrets", None),
+        (false, "get", "", "secrets", in_tenant),
+        (true, "list", "continuity.mailops.io", "continuitydomains", None),
+        (false, "list", "continuity.mailops.io", "continuityusers", None),
+        (
+            true,
             "patch",
             "continuity.mailops.io",
             "continuitydomains/status",
-            Some(&tenant)
-        )
-        .await
-    );
-    assert!(
-        may(
-            &client,
-            account,
+            in_tenant,
+        ),
+        (
+            true,
             "update",
             "continuity.mailops.io",
             "continuitydomains/finalizers",
-            Some(&tenant)
-        )
-        .await
-    );
-    assert!(
-        may(
-            &client,
-            account,
-            "create",
-            "coordination.k8s.io",
-            "leases",
-            Some(&release_ns)
-        )
-        .await
-    );
-    assert!(
-        !may(
-            &client,
-            account,
-            "create",
-            "coordination.k8s.io",
-            "leases",
-            Some(&tenant)
-        )
-        .await
-    );
+            in_tenant,
+        ),
+        (true, "create", "events.k8s.io", "events", in_tenant),
+        (true, "create", "coordination.k8s.io", "leases", in_release),
+        (false, "create", "coordination.k8s.io", "leases", in_tenant),
+    ];
+    check_access(&client, account, &expectations).await;
 
     // The operator, authenticated as the chart's ServiceAccount, does its whole job.
     let sa_kubeconfig = service_account_kubeconfig(&client, account).await;
@@ -268,8 +211,8 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     apply_yaml(&client, &tenant, &domain_yaml("d", &mail)).await;
     apply_yaml(&client, &tenant, &user_yaml("u", "d", &format!("u@{mail}"))).await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &tenant);
-    domain_condition(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
-    user_condition(
+    reach(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
+    reach(
         &Api::<ContinuityUser>::namespaced(client.clone(), &tenant),
         "u",
         "Covered",
@@ -290,7 +233,7 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     );
     // A second claim on the same mail domain raises a Warning Event: Events are permitted.
     apply_yaml(&client, &tenant, &domain_yaml("zz-second", &mail)).await;
-    domain_condition(&domains, "zz-second", "Conflict", "True", "DomainClaimedElsewhere").await;
+    reach(&domains, "zz-second", "Conflict", "True", "DomainClaimedElsewhere").await;
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &tenant);
     wait_for("the Warning Event", Duration::from_secs(30), || async {
         let list = events.list(&Default::default()).await.ok()?;
@@ -352,40 +295,41 @@ async fn a_cluster_wide_install_grants_every_namespace_but_no_secrets() {
         false,
     );
     let account = (release_ns.as_str(), fullname.as_str());
-    for namespace in ["default", "any-customer"] {
-        assert!(
-            may(
-                &client,
-                account,
-                "list",
-                "continuity.mailops.io",
-                "continuityusers",
-                Some(namespace)
-            )
-            .await
-        );
-        assert!(may(&client, account, "patch", "", "configmaps", Some(namespace)).await);
-        assert!(may(&client, account, "create", "events.k8s.io", "events", Some(namespace)).await);
-    }
-    assert!(!may(&client, account, "list", "", "secrets", None).await);
-    assert!(!may(&client, account, "get", "", "secrets", Some("default")).await);
-    assert!(
-        !may(
-            &client,
-            account,
+    let mut expectations = vec![
+        (false, "list", "", "secrets", None),
+        (false, "get", "", "secrets", Some("default")),
+        (
+            false,
             "delete",
             "continuity.mailops.io",
             "continuitydomains",
-            Some("default")
-        )
-        .await
-    );
+            Some("default"),
+        ),
+    ];
+    for namespace in [Some("default"), Some("any-customer")] {
+        expectations.push((true, "list", "continuity.mailops.io", "continuityusers", namespace));
+        expectations.push((true, "patch", "", "configmaps", namespace));
+        expectations.push((true, "create", "events.k8s.io", "events", namespace));
+    }
+    check_access(&client, account, &expectations).await;
     let deployment = Api::<Deployment>::namespaced(client.clone(), &release_ns)
         .get(&fullname)
         .await
         .expect("the operator Deployment");
     assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
     uninstall(&release, &release_ns);
+}
+
+/// Asserts each (allowed, verb, group, resource, namespace) for the ServiceAccount.
+async fn check_access(client: &Client, account: (&str, &str), expectations: &[(bool, &str, &str, &str, Option<&str>)]) {
+    for &(allowed, verb, group, resource, namespace) in expectations {
+        let answer = may(client, account, verb, group, resource, namespace).await;
+        assert_eq!(answer, allowed, "may {verb} {group}/{resource} in {namespace:?}");
+    }
+}
+
+fn probe_path(probe: Option<&k8s_openapi::api::core::v1::Probe>) -> Option<&str> {
+    probe?.http_get.as_ref()?.path.as_deref()
 }
 
 /// The Pod Security Standard "restricted", as far as the pod spec decides it.

@@ -12,14 +12,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const TEST_MANAGER: &str = "continuity-tests";
@@ -198,54 +200,98 @@ pub fn mail_domain(label: &str) -> String {
 }
 
 /// Finds a condition's (status, reason, message).
-pub fn condition(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    type_: &str,
-) -> Option<(String, String, String)> {
+pub fn condition(conditions: &[Condition], type_: &str) -> Option<(String, String, String)> {
     conditions
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-/// Waits until the domain's condition `type_` has `status` and `reason`; returns the domain.
-pub async fn domain_condition(
-    api: &Api<ContinuityDomain>,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> ContinuityDomain {
-    wait_for(
-        &format!("ContinuityDomain {name}: {type_}={status} ({reason})"),
-        Duration::from_secs(30),
-        || async {
-            let domain = api.get(name).await.ok()?;
-            let (s, r, _) = condition(&domain.status.as_ref()?.conditions, type_)?;
-            (s == status && r == reason).then_some(domain)
-        },
-    )
+/// The resources whose status holds conditions.
+pub trait Conditioned: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug {
+    fn conditions(&self) -> Option<&[Condition]>;
+}
+
+impl Conditioned for ContinuityDomain {
+    fn conditions(&self) -> Option<&[Condition]> {
+        self.status.as_ref().map(|s| s.conditions.as_slice())
+    }
+}
+
+impl Conditioned for ContinuityUser {
+    fn conditions(&self) -> Option<&[Condition]> {
+        self.status.as_ref().map(|s| s.conditions.as_slice())
+    }
+}
+
+/// Waits until the object's condition `type_` has `status` and `reason`; returns the object.
+pub async fn reach<K: Conditioned>(api: &Api<K>, name: &str, type_: &str, status: &str, reason: &str) -> K {
+    let what = format!("{} {name}: {type_}={status} ({reason})", K::kind(&()));
+    wait_for(&what, Duration::from_secs(30), || async {
+        let object = api.get(name).await.ok()?;
+        let (s, r, _) = condition(object.conditions()?, type_)?;
+        (s == status && r == reason).then_some(object)
+    })
     .await
 }
 
-/// Waits until the user's condition `type_` has `status` and `reason`; returns the user.
-pub async fn user_condition(
-    api: &Api<ContinuityUser>,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> ContinuityUser {
-    wait_for(
-        &format!("ContinuityUser {name}: {type_}={status} ({reason})"),
-        Duration::from_secs(30),
-        || async {
-            let user = api.get(name).await.ok()?;
-            let (s, r, _) = condition(&user.status.as_ref()?.conditions, type_)?;
-            (s == status && r == reason).then_some(user)
-        },
-    )
-    .await
+/// A test namespace with its own operator, and a mail domain no other test uses.
+pub struct Scene {
+    pub client: Client,
+    pub namespace: String,
+    pub operator: Operator,
+    pub mail: String,
+}
+
+impl Scene {
+    pub async fn new(label: &str) -> Scene {
+        let client = client().await;
+        let namespace = namespace(&client, label).await;
+        let operator = Operator::start(OperatorOptions::scoped(&namespace));
+        Scene {
+            client,
+            namespace,
+            operator,
+            mail: mail_domain(label),
+        }
+    }
+
+    /// An Api for `K` in the scene's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Applies YAML objects in the scene's namespace.
+    pub async fn apply(&self, yaml: &str) {
+        apply_yaml(&self.client, &self.namespace, yaml).await;
+    }
+
+    /// A SelectedUsers ContinuityDomain `domain` for the scene's mail domain, with one user
+    /// `local@<mail domain>`.
+    pub async fn domain_with_user(&self, domain: &str, local: &str) {
+        self.apply(&domain_yaml(domain, &self.mail)).await;
+        self.apply(&user_yaml(local, domain, &format!("{local}@{}", self.mail)))
+            .await;
+    }
+
+    /// Waits until `<domain>-coverage` lists exactly `addresses`; returns it.
+    pub async fn coverage_lists(&self, domain: &str, addresses: &[String]) -> ConfigMap {
+        let maps: Api<ConfigMap> = self.api();
+        let expected: String = addresses.iter().map(|a| format!("{a}\n")).collect();
+        let name = format!("{domain}-coverage");
+        wait_for(
+            &format!("{name} to list {addresses:?}"),
+            Duration::from_secs(30),
+            || async {
+                let map = maps.get_opt(&name).await.ok().flatten()?;
+                (map.data.as_ref()?.get("addresses") == Some(&expected)).then_some(map)
+            },
+        )
+        .await
+    }
 }
 
 /// A running operator process.

@@ -1,12 +1,14 @@
-//! ContinuityDomains against the real API server: the examples converge, children are owned
-//! and garbage-collected, claims conflict across namespaces, rules the 1.20 API server cannot
-//! enforce are enforced by the operator, and a steady state writes nothing.
+//! ContinuityDomains against the real API server: the examples converge, children are owned,
+//! garbage-collected and put back when edited, claims conflict across namespaces, rules the
+//! 1.20 API server cannot enforce are enforced by the operator, and a steady state writes
+//! nothing.
 
 use std::time::Duration;
 
 use continuity_operator::api::domain::DomainPhase;
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
@@ -14,33 +16,26 @@ use crate::common::*;
 
 #[tokio::test]
 async fn the_examples_apply_and_their_statuses_converge() {
-    let client = client().await;
-    let namespace = namespace(&client, "examples").await;
-    let operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let scene = Scene::new("examples").await;
     for file in [
         "domain-minimal.yaml",
         "domain-static.yaml",
         "domain-full.yaml",
         "users.yaml",
     ] {
-        let yaml = std::fs::read_to_string(repo().join("examples").join(file)).expect("example file");
-        apply_yaml(&client, &namespace, &yaml).await;
+        scene
+            .apply(&std::fs::read_to_string(repo().join("examples").join(file)).expect("example file"))
+            .await;
     }
-    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
-    let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &namespace);
+    let domains: Api<ContinuityDomain> = scene.api();
 
     // (name, covered users): SelectedUsers with alice and bob; a static list minus one
     // exclusion; an LDAP directory not read yet.
     for (name, covered) in [("example-com", Some(2)), ("shop-example-org", Some(2)), ("corp", None)] {
-        let domain = domain_condition(&domains, name, "Ready", "False", "StandbyNotProvisioned").await;
-        let domain = wait_for(&format!("{name} covered users"), Duration::from_secs(30), || {
-            let domains = domains.clone();
-            let domain = domain.clone();
-            async move {
-                let latest = domains.get(&domain.name_any()).await.ok()?;
-                let status = latest.status.clone()?;
-                (status.users.map(|u| u.covered) == covered).then_some(latest)
-            }
+        reach(&domains, name, "Ready", "False", "StandbyNotProvisioned").await;
+        let domain = wait_for(&format!("{name} covered users"), Duration::from_secs(30), || async {
+            let latest = domains.get(name).await.ok()?;
+            (latest.status.as_ref()?.users.as_ref().map(|u| u.covered) == covered).then_some(latest)
         })
         .await;
         let status = domain.status.as_ref().expect("status");
@@ -55,52 +50,43 @@ async fn the_examples_apply_and_their_statuses_converge() {
             condition(&status.conditions, "PrimaryReachable").map(|c| c.1),
             Some("NotProbed".into())
         );
+        assert_eq!(
+            condition(&status.conditions, "ContinuityActive").map(|c| c.0),
+            Some("False".into())
+        );
         assert_eq!(status.claimed_domain.as_deref(), Some(domain.spec.domain.as_str()));
         for c in &status.conditions {
             assert_eq!(c.observed_generation, domain.metadata.generation, "{name} {}", c.type_);
         }
     }
+    let users: Api<ContinuityUser> = scene.api();
     for name in ["alice", "bob"] {
-        user_condition(&users, name, "Covered", "True", "Covered").await;
-        user_condition(&users, name, "Ready", "False", "StandbyNotProvisioned").await;
+        reach(&users, name, "Covered", "True", "Covered").await;
+        reach(&users, name, "Ready", "False", "StandbyNotProvisioned").await;
     }
-    let coverage: Api<ConfigMap> = Api::namespaced(client, &namespace);
-    let map = coverage.get("example-com-coverage").await.expect("coverage ConfigMap");
+    scene
+        .coverage_lists("example-com", &["alice@example.com".into(), "bob@example.com".into()])
+        .await;
     assert_eq!(
-        map.data.expect("data")["addresses"],
-        "alice@example.com\nbob@example.com\n"
-    );
-    assert!(
-        operator.metric_sum("continuity_reconcile_errors_total").await == 0.0,
+        scene.operator.metric_sum("continuity_reconcile_errors_total").await,
+        0.0,
         "{}",
-        operator.log_text()
+        scene.operator.log_text()
     );
 
     // The examples claim fixed mail domains; release them for later runs on this cluster.
-    Api::<k8s_openapi::api::core::v1::Namespace>::all(coverage.into_client())
-        .delete(&namespace, &DeleteParams::default())
+    Api::<Namespace>::all(scene.client.clone())
+        .delete(&scene.namespace, &DeleteParams::default())
         .await
         .expect("deleting the examples namespace");
 }
 
 #[tokio::test]
 async fn children_are_owned_and_garbage_collected_with_their_domain() {
-    let client = client().await;
-    let namespace = namespace(&client, "gc").await;
-    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
-    let mail = mail_domain("gc");
-    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
-
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let map = wait_for("the coverage ConfigMap", Duration::from_secs(30), || async {
-        maps.get("d-coverage")
-            .await
-            .ok()
-            .filter(|m| m.data.as_ref().is_some_and(|d| d["addresses"].contains('@')))
-    })
-    .await;
-    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    let scene = Scene::new("gc").await;
+    scene.domain_with_user("d", "u").await;
+    let map = scene.coverage_lists("d", &[format!("u@{}", scene.mail)]).await;
+    let domains: Api<ContinuityDomain> = scene.api();
     let domain = domains.get("d").await.expect("domain");
     let owner = map
         .owner_references()
@@ -115,6 +101,7 @@ async fn children_are_owned_and_garbage_collected_with_their_domain() {
         .await
         .expect("deleting the domain");
     // kube-controller-manager's garbage collector, not the operator, removes the child.
+    let maps: Api<ConfigMap> = scene.api();
     wait_for(
         "the garbage collector to delete d-coverage",
         Duration::from_secs(60),
@@ -125,51 +112,34 @@ async fn children_are_owned_and_garbage_collected_with_their_domain() {
 
 #[tokio::test]
 async fn a_hand_edited_child_is_put_back() {
-    let client = client().await;
-    let namespace = namespace(&client, "drift").await;
-    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
-    let mail = mail_domain("drift");
-    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let expected = format!("u@{mail}\n");
-    wait_for("d-coverage listing u", Duration::from_secs(30), || async {
-        let map = maps.get_opt("d-coverage").await.ok().flatten()?;
-        (map.data?.get("addresses") == Some(&expected)).then_some(())
-    })
-    .await;
+    let scene = Scene::new("drift").await;
+    scene.domain_with_user("d", "u").await;
+    let expected = [format!("u@{}", scene.mail)];
+    scene.coverage_lists("d", &expected).await;
     // An edit that keeps the spec-hash annotation: only the content tells it apart.
     let edit = serde_json::json!({ "data": { "addresses": "intruder@example.org\n" } });
+    let maps: Api<ConfigMap> = scene.api();
     maps.patch("d-coverage", &PatchParams::default(), &Patch::Merge(&edit))
         .await
         .expect("editing the child");
-    wait_for(
-        "the operator to restore d-coverage",
-        Duration::from_secs(30),
-        || async {
-            let map = maps.get_opt("d-coverage").await.ok().flatten()?;
-            (map.data?.get("addresses") == Some(&expected)).then_some(())
-        },
-    )
-    .await;
+    scene.coverage_lists("d", &expected).await;
 }
 
 #[tokio::test]
 async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
     let client = client().await;
     let first_ns = namespace(&client, "claim-first").await;
-    let later_ns = namespace(&client, "claim-later").await;
     let mail = mail_domain("claimed");
     // The first claimant lives in a namespace this operator does not reconcile: claims are
     // checked cluster-wide anyway.
     apply_yaml(&client, &first_ns, &domain_yaml("first", &mail)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have 1 s resolution
-    let _operator = Operator::start(OperatorOptions::scoped(&later_ns));
-    apply_yaml(&client, &later_ns, &domain_yaml("later", &mail)).await;
-    apply_yaml(&client, &later_ns, &user_yaml("u", "later", &format!("u@{mail}"))).await;
+    let scene = Scene::new("claim-later").await;
+    scene.apply(&domain_yaml("later", &mail)).await;
+    scene.apply(&user_yaml("u", "later", &format!("u@{mail}"))).await;
 
-    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &later_ns);
-    let later = domain_condition(&domains, "later", "Conflict", "True", "DomainClaimedElsewhere").await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let later = reach(&domains, "later", "Conflict", "True", "DomainClaimedElsewhere").await;
     let status = later.status.expect("status");
     assert_eq!(status.phase, Some(DomainPhase::Error));
     let (_, _, message) = condition(&status.conditions, "Conflict").expect("Conflict condition");
@@ -180,13 +150,13 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
     );
     assert_eq!(status.claimed_domain, None);
     // It does not act: no children.
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &later_ns);
+    let maps: Api<ConfigMap> = scene.api();
     assert!(maps.get_opt("later-coverage").await.expect("get").is_none());
     // Its user is told why it is not covered.
-    let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &later_ns);
-    user_condition(&users, "u", "Covered", "False", "DomainNotActing").await;
+    let users: Api<ContinuityUser> = scene.api();
+    reach(&users, "u", "Covered", "False", "DomainNotActing").await;
     // A Warning Event names the problem.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &later_ns);
+    let events: Api<Event> = scene.api();
     wait_for("a DomainClaimedElsewhere Event", Duration::from_secs(10), || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items
@@ -201,42 +171,34 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
         .delete("first", &DeleteParams::default())
         .await
         .expect("deleting the first claimant");
-    domain_condition(&domains, "later", "Conflict", "False", "DomainClaimAccepted").await;
-    wait_for("later-coverage", Duration::from_secs(30), || async {
-        maps.get_opt("later-coverage").await.ok().flatten()
-    })
-    .await;
-    user_condition(&users, "u", "Covered", "True", "Covered").await;
+    reach(&domains, "later", "Conflict", "False", "DomainClaimAccepted").await;
+    scene.coverage_lists("later", &[format!("u@{mail}")]).await;
+    reach(&users, "u", "Covered", "True", "Covered").await;
 }
 
 #[tokio::test]
 async fn the_later_of_two_claims_in_one_namespace_is_the_conflict() {
-    let client = client().await;
-    let namespace = namespace(&client, "claim-same").await;
-    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
-    let mail = mail_domain("twice");
-    apply_yaml(&client, &namespace, &domain_yaml("zz-first", &mail)).await;
+    let scene = Scene::new("claim-same").await;
+    scene.apply(&domain_yaml("zz-first", &scene.mail)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    apply_yaml(&client, &namespace, &domain_yaml("aa-second", &mail)).await;
-    let domains: Api<ContinuityDomain> = Api::namespaced(client, &namespace);
-    domain_condition(&domains, "aa-second", "Conflict", "True", "DomainClaimedElsewhere").await;
-    domain_condition(&domains, "zz-first", "Conflict", "False", "DomainClaimAccepted").await;
+    scene.apply(&domain_yaml("aa-second", &scene.mail)).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    reach(&domains, "aa-second", "Conflict", "True", "DomainClaimedElsewhere").await;
+    reach(&domains, "zz-first", "Conflict", "False", "DomainClaimAccepted").await;
 }
 
 #[tokio::test]
 async fn rules_the_old_api_server_drops_are_enforced_by_the_operator() {
-    let client = client().await;
-    let namespace = namespace(&client, "cel").await;
-    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
-    let mail = mail_domain("cel");
+    let scene = Scene::new("cel").await;
     // `exclude` with SelectedUsers breaks a CEL rule; the 1.20 API server accepts it anyway.
-    let yaml = format!(
-        "{}  users:\n    scope: SelectedUsers\n    exclude: [x@{mail}]\n",
-        domain_yaml("d", &mail)
-    );
-    apply_yaml(&client, &namespace, &yaml).await;
-    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
-    let domain = domain_condition(&domains, "d", "Ready", "False", "InvalidSpec").await;
+    let mail = &scene.mail;
+    scene
+        .apply(&format!(
+            "{}  users:\n    scope: SelectedUsers\n    exclude: [x@{mail}]\n",
+            domain_yaml("d", mail)
+        ))
+        .await;
+    let domain = reach(&scene.api::<ContinuityDomain>(), "d", "Ready", "False", "InvalidSpec").await;
     let status = domain.status.expect("status");
     assert_eq!(status.phase, Some(DomainPhase::Error));
     let (_, _, message) = condition(&status.conditions, "Ready").expect("Ready");
@@ -244,7 +206,7 @@ async fn rules_the_old_api_server_drops_are_enforced_by_the_operator() {
         message.contains("users.exclude is only used with scope AllUsers"),
         "{message}"
     );
-    let maps: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let maps: Api<ConfigMap> = scene.api();
     assert!(
         maps.get_opt("d-coverage").await.expect("get").is_none(),
         "an invalid domain does not act"
@@ -253,60 +215,47 @@ async fn rules_the_old_api_server_drops_are_enforced_by_the_operator() {
 
 #[tokio::test]
 async fn a_claimed_domain_name_cannot_be_changed_and_working_parts_stay() {
-    let client = client().await;
-    let namespace = namespace(&client, "immutable").await;
-    let _operator = Operator::start(OperatorOptions::scoped(&namespace));
-    let mail = mail_domain("immutable");
-    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
-    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let before = wait_for("d-coverage listing u", Duration::from_secs(30), || async {
-        maps.get_opt("d-coverage")
-            .await
-            .ok()
-            .flatten()
-            .filter(|m| m.data.as_ref().is_some_and(|d| d["addresses"].contains("u@")))
-    })
-    .await;
+    let scene = Scene::new("immutable").await;
+    scene.domain_with_user("d", "u").await;
+    let before = scene.coverage_lists("d", &[format!("u@{}", scene.mail)]).await;
 
     let other = mail_domain("elsewhere");
-    apply_yaml(&client, &namespace, &domain_yaml("d", &other)).await;
-    let domain = domain_condition(&domains, "d", "Ready", "False", "DomainImmutable").await;
+    scene.apply(&domain_yaml("d", &other)).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let domain = reach(&domains, "d", "Ready", "False", "DomainImmutable").await;
     let status = domain.status.expect("status");
-    assert_eq!(status.claimed_domain.as_deref(), Some(mail.as_str()));
+    assert_eq!(status.claimed_domain.as_deref(), Some(scene.mail.as_str()));
     assert!(
         condition(&status.conditions, "Ready")
             .expect("Ready")
             .2
             .contains("spec.domain is immutable")
     );
-    let after = maps.get("d-coverage").await.expect("the coverage ConfigMap is kept");
+    let after = scene
+        .api::<ConfigMap>()
+        .get("d-coverage")
+        .await
+        .expect("the coverage ConfigMap is kept");
     assert_eq!(after.data, before.data, "the working parts are left as they were");
 
-    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    domain_condition(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
+    scene.apply(&domain_yaml("d", &scene.mail)).await;
+    reach(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
 }
 
 #[tokio::test]
 async fn a_steady_state_reconcile_writes_nothing() {
-    let client = client().await;
-    let namespace = namespace(&client, "steady").await;
-    let operator = Operator::start(OperatorOptions::scoped(&namespace));
-    let mail = mail_domain("steady");
-    apply_yaml(&client, &namespace, &domain_yaml("d", &mail)).await;
-    apply_yaml(&client, &namespace, &user_yaml("u", "d", &format!("u@{mail}"))).await;
-    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
-    let users: Api<ContinuityUser> = Api::namespaced(client.clone(), &namespace);
+    let scene = Scene::new("steady").await;
+    scene.domain_with_user("d", "u").await;
+    let (domains, users): (Api<ContinuityDomain>, Api<ContinuityUser>) = (scene.api(), scene.api());
     wait_for("one covered user", Duration::from_secs(30), || async {
-        let status = domains.get("d").await.ok()?.status?;
-        (status.users?.covered == 1).then_some(())
+        (domains.get("d").await.ok()?.status?.users?.covered == 1).then_some(())
     })
     .await;
-    user_condition(&users, "u", "Covered", "True", "Covered").await;
+    reach(&users, "u", "Covered", "True", "Covered").await;
     // Let the memo window of the last writes pass, so every cache holds what was written.
     tokio::time::sleep(Duration::from_secs(6)).await;
 
+    let operator = &scene.operator;
     let writes = operator.metric_sum("continuity_api_writes_total").await;
     let reconciles = operator.metric_sum("continuity_reconciliations_total").await;
     assert!(writes > 0.0 && reconciles > 0.0, "the operator has been working");
@@ -340,9 +289,8 @@ async fn a_steady_state_reconcile_writes_nothing() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics_are_served() {
-    let client = client().await;
-    let namespace = namespace(&client, "endpoints").await;
-    let operator = Operator::start(OperatorOptions::scoped(&namespace));
+    let scene = Scene::new("endpoints").await;
+    let operator = &scene.operator;
     wait_for("/readyz to pass", Duration::from_secs(30), || async {
         let (code, body) = operator.get("/readyz").await?;
         (code == 200 && body.contains("leading")).then_some(())
@@ -350,7 +298,7 @@ async fn health_readiness_and_metrics_are_served() {
     .await;
     let (code, _) = operator.get("/healthz").await.expect("/healthz answers");
     assert_eq!(code, 200);
-    apply_yaml(&client, &namespace, &domain_yaml("d", &mail_domain("endpoints"))).await;
+    scene.apply(&domain_yaml("d", &scene.mail)).await;
     wait_for("a counted reconcile", Duration::from_secs(30), || async {
         (operator
             .metric(r#"continuity_reconciliations_total{kind="ContinuityDomain"}"#)
@@ -359,7 +307,7 @@ async fn health_readiness_and_metrics_are_served() {
             .then_some(())
     })
     .await;
-    let (_, body) = operator.get("/metrics").await.expect("/metrics answers");
+    let body = operator.metrics().await;
     for family in [
         "continuity_reconcile_duration_seconds_bucket",
         "continuity_api_writes_total",

@@ -13,7 +13,10 @@ started=$SECONDS
 step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
 
 step "Debian packages"
-ensure_packages curl openssl python3-venv
+# Postfix plays the customers' primaries and the provider's gateway in the tests; it must not
+# configure (or start) a system mail service of its own.
+echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+ensure_packages curl openssl python3-venv postfix swaks
 
 step "control plane binaries (built once, then cached)"
 hack/control-plane.sh build >/dev/null

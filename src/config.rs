@@ -55,6 +55,32 @@ pub struct Config {
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    /// The cluster's DNS domain, used in the names the next-hop Services point at.
+    #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Name the health probes introduce themselves with in EHLO (default: this host's name).
+    /// Use a name that resolves if primaries check it.
+    #[arg(long, env = "PROBE_HELO_NAME")]
+    pub probe_helo_name: Option<String>,
+
+    /// Health probes run at once, over all domains.
+    #[arg(long, env = "MAX_CONCURRENT_PROBES", default_value_t = 1024)]
+    pub max_concurrent_probes: usize,
+
+    /// While nothing else changes, status shows a probe time at most this old (the only
+    /// periodic status write).
+    #[arg(long, env = "STATUS_HEARTBEAT", default_value = "60s", value_parser = parse_duration)]
+    pub status_heartbeat: Duration,
+
+    /// Name of the ConfigMap holding the Postfix transport map of every domain; empty for none.
+    #[arg(long, env = "TRANSPORT_MAP_NAME", default_value = "continuity-transport")]
+    pub transport_map_name: String,
+
+    /// Namespace of the transport map ConfigMap (default: the Lease's namespace).
+    #[arg(long, env = "TRANSPORT_MAP_NAMESPACE")]
+    pub transport_map_namespace: Option<String>,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -79,6 +105,9 @@ impl Config {
             return Err(Error::Config(
                 "--retry-period and --resync-interval must be longer than zero".into(),
             ));
+        }
+        if self.max_concurrent_probes == 0 {
+            return Err(Error::Config("--max-concurrent-probes must be at least 1".into()));
         }
         if self.max_concurrent_reconciles == 0 {
             return Err(Error::Config("--max-concurrent-reconciles must be at least 1".into()));

@@ -68,11 +68,23 @@ async fn run(config: Config) -> Result<()> {
     }
     metrics.set_leader(true);
 
+    let transport_map = (!config.transport_map_name.is_empty()).then(|| {
+        let namespace = config
+            .transport_map_namespace
+            .clone()
+            .unwrap_or_else(|| lease_namespace.clone());
+        (namespace, config.transport_map_name.clone())
+    });
     let settings = Settings {
         namespace: config.namespace.clone(),
         concurrency: config.max_concurrent_reconciles,
         resync: config.resync_interval,
         identity,
+        cluster_domain: config.cluster_domain.clone(),
+        status_heartbeat: config.status_heartbeat,
+        probe_helo: config.probe_helo_name.clone().unwrap_or_else(host_name),
+        max_concurrent_probes: config.max_concurrent_probes,
+        transport_map,
     };
     let controllers = controller::run(client, settings, metrics.clone(), readiness.clone(), shutdown);
     tokio::select! {
@@ -88,9 +100,12 @@ async fn run(config: Config) -> Result<()> {
     elector.release().await
 }
 
-fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "continuity-operator".into());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|_| "continuity-operator".into())
+}
+
+fn default_identity() -> String {
+    format!("{}-{}", host_name(), std::process::id())
 }

@@ -1,6 +1,8 @@
 //! The condition vocabulary (types and reasons) and the one rule for carrying conditions from
 //! one status to the next: `lastTransitionTime` moves only when a condition's status flips.
 
+use std::borrow::Cow;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Condition types.
@@ -35,6 +37,23 @@ pub mod reasons {
     pub const STANDBY_NOT_PROVISIONED: &str = "StandbyNotProvisioned";
     /// No health check of the primary has run yet.
     pub const NOT_PROBED: &str = "NotProbed";
+    /// The latest health check of the primary succeeded.
+    pub const REACHABLE: &str = "Reachable";
+    /// Automatic mode, routing to the primary.
+    pub const PRIMARY_SERVING: &str = "PrimaryServing";
+    /// Automatic mode, routing to the standby because the primary failed its health checks.
+    pub const PRIMARY_UNREACHABLE: &str = "PrimaryUnreachable";
+    /// The primary is healthy again; routing returns to it once the minimum time between flips
+    /// has passed.
+    pub const FAILBACK_PENDING: &str = "FailbackPending";
+    /// Manual mode: `activation.override` decides.
+    pub const MANUAL_OVERRIDE: &str = "ManualOverride";
+    /// The API server refused a child object the operator built (see the message).
+    pub const CHILD_REJECTED: &str = "ChildRejected";
+    /// Event: mail now goes to the standby.
+    pub const CONTINUITY_ACTIVATED: &str = "ContinuityActivated";
+    /// Event: mail goes to the primary again.
+    pub const CONTINUITY_DEACTIVATED: &str = "ContinuityDeactivated";
     /// The referenced ContinuityDomain does not exist.
     pub const DOMAIN_NOT_FOUND: &str = "DomainNotFound";
     /// The address does not belong to the referenced domain.
@@ -69,23 +88,50 @@ impl Status {
     }
 }
 
+impl From<bool> for Status {
+    fn from(value: bool) -> Self {
+        if value { Status::True } else { Status::False }
+    }
+}
+
 /// A condition as a status computation wants it, before timestamps are settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Desired {
     pub type_: &'static str,
     pub status: Status,
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     pub message: String,
 }
 
 impl Desired {
-    pub fn new(type_: &'static str, status: Status, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: Status,
+        reason: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             type_,
             status,
-            reason,
+            reason: reason.into(),
             message: message.into(),
         }
+    }
+
+    /// The condition of `type_` as `previous` holds it, to carry over unchanged.
+    pub fn carried(previous: &[Condition], type_: &'static str) -> Option<Self> {
+        let condition = find(previous, type_)?;
+        let status = match condition.status.as_str() {
+            "True" => Status::True,
+            "False" => Status::False,
+            _ => Status::Unknown,
+        };
+        Some(Self::new(
+            type_,
+            status,
+            condition.reason.clone(),
+            condition.message.clone(),
+        ))
     }
 }
 
@@ -103,7 +149,7 @@ pub fn settle(previous: &[Condition], desired: Vec<Desired>, generation: Option<
             Condition {
                 type_: d.type_.to_owned(),
                 status: d.status.as_str().to_owned(),
-                reason: d.reason.to_owned(),
+                reason: d.reason.into_owned(),
                 message: d.message,
                 observed_generation: generation,
                 last_transition_time,

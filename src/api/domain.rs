@@ -125,10 +125,17 @@ pub struct PrimaryServer {
     pub port: u16,
 
     /// What the primary is expected to offer for TLS: `None` (plain SMTP), `Opportunistic`
-    /// (STARTTLS when offered, certificate not verified) or `Required` (STARTTLS with a valid
-    /// certificate; a TLS failure counts as a failed health check).
+    /// (STARTTLS when offered, certificate not checked) or `Required` (STARTTLS with a valid
+    /// certificate, checked every `healthCheck.tlsPeriodSeconds`; a TLS problem is a failed
+    /// health check of class `TLSFailure`).
     #[serde(default)]
     pub tls: TlsMode,
+
+    /// PEM-encoded CA certificates trusted, besides the public Web PKI roots, when checking the
+    /// primary's certificate (for a primary whose certificate comes from a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
 }
 
 fn default_smtp_port() -> u16 {
@@ -179,7 +186,7 @@ pub struct HealthCheck {
     pub min_flip_interval_seconds: u32,
 
     /// Seconds between two STARTTLS probes with certificate verification (run less often than
-    /// the plain probe). Only used when `primary.tls` is not `None`.
+    /// the plain probe). Only used when `primary.tls` is `Required`.
     #[serde(default = "default_tls_period_seconds")]
     #[schemars(range(min = 10, max = 86400))]
     pub tls_period_seconds: u32,
@@ -250,6 +257,19 @@ pub enum ProbeFailureClass {
 }
 
 impl ProbeFailureClass {
+    /// The name used in the API (and in status and metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Refused => "Refused",
+            Self::Timeout => "Timeout",
+            Self::Greeting4xx => "Greeting4xx",
+            Self::Greeting5xx => "Greeting5xx",
+            Self::TlsFailure => "TLSFailure",
+            Self::ProtocolError => "ProtocolError",
+            Self::DnsFailure => "DNSFailure",
+        }
+    }
+
     /// Every class, in the order the schema lists them.
     pub const ALL: [ProbeFailureClass; 7] = [
         Self::Refused,
@@ -555,6 +575,26 @@ pub struct Routing {
     /// Whether the domain's next hop is listed in the operator's Postfix transport map.
     #[serde(default = "default_true")]
     pub transport_map: bool,
+
+    /// Where gateways reach this domain's standby, as written into the transport map; by
+    /// default the standby mail Service's cluster DNS name, port 25. Set it for gateways
+    /// outside the cluster (a LoadBalancer address, for example).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_next_hop: Option<NextHop>,
+}
+
+/// A host and port to relay mail to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NextHop {
+    /// DNS name or IP address.
+    #[schemars(pattern(HOST_PATTERN), length(min = 1, max = 253))]
+    pub host: String,
+
+    /// SMTP port.
+    #[serde(default = "default_smtp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
 }
 
 fn default_true() -> bool {
@@ -566,6 +606,7 @@ impl Default for Routing {
         Self {
             service_name: None,
             transport_map: true,
+            standby_next_hop: None,
         }
     }
 }

@@ -78,10 +78,19 @@ fn cel_violations<K: Serialize>(rules: &CompiledSchema, object: &K) -> Vec<Viola
 pub fn domain(domain: &ContinuityDomain) -> Vec<Violation> {
     let mut violations = cel_violations(&DOMAIN_RULES, domain);
     let host = &domain.spec.primary.host;
-    if looks_like_ip(host) && host.parse::<IpAddr>().is_err() {
-        violations.push(Violation::Rule(format!(
+    match host.parse::<IpAddr>() {
+        Err(_) if looks_like_ip(host) => violations.push(Violation::Rule(format!(
             "spec.primary.host: {host:?} is neither a DNS name nor a valid IP address"
-        )));
+        ))),
+        Ok(ip) if !routable(ip) => violations.push(Violation::Rule(format!(
+            "spec.primary.host: {ip} is a loopback, link-local, unspecified or multicast address, which Kubernetes Services cannot route to; use the primary's routable address or a DNS name"
+        ))),
+        _ => {}
+    }
+    if let Some(bundle) = &domain.spec.primary.ca_bundle
+        && let Err(error) = crate::health::probe::verifying_tls(Some(bundle))
+    {
+        violations.push(Violation::Rule(format!("spec.primary.caBundle: {error}")));
     }
     if let Some(claimed) = domain.status.as_ref().and_then(|s| s.claimed_domain.as_ref())
         && *claimed != domain.spec.domain
@@ -92,6 +101,14 @@ pub fn domain(domain: &ContinuityDomain) -> Vec<Violation> {
         });
     }
     violations
+}
+
+/// Whether a Service's Endpoints may hold `ip` (the API server refuses the others).
+fn routable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_multicast()),
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unspecified() || v6.is_multicast()),
+    }
 }
 
 /// An IPv6 address always holds a colon; a host of digits and dots only is meant as IPv4
@@ -193,6 +210,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_certificates() {
+        let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
+        d.spec.primary.ca_bundle = Some("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".into());
+        assert!(
+            messages(&domain(&d)).contains("spec.primary.caBundle"),
+            "{}",
+            messages(&domain(&d))
+        );
     }
 
     #[test]

@@ -6,11 +6,17 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
-use crate::api::conditions::{self, reasons};
+use crate::api::conditions::{self, reasons, types};
+use crate::routing::decision::{Decision, Flip};
 use crate::telemetry::metrics::{Metrics, Write};
 
+/// Conditions that do not raise Events of their own: the primary's reachability changes with
+/// every flapping probe, and a routing flip gets its own Event ([`publish_flip`]).
+const QUIET_CONDITIONS: [&str; 2] = [types::PRIMARY_REACHABLE, types::CONTINUITY_ACTIVE];
+
 /// Reasons that mean something needs a human.
-const WARNING_REASONS: [&str; 8] = [
+const WARNING_REASONS: [&str; 9] = [
+    reasons::CHILD_REJECTED,
     reasons::INVALID_SPEC,
     reasons::DOMAIN_IMMUTABLE,
     reasons::DOMAIN_CLAIMED_ELSEWHERE,
@@ -27,6 +33,9 @@ const WARNING_REASONS: [&str; 8] = [
 pub fn for_transitions(previous: &[Condition], next: &[Condition]) -> Vec<Event> {
     let mut events: Vec<Event> = Vec::new();
     for condition in conditions::changed(previous, next) {
+        if QUIET_CONDITIONS.contains(&condition.type_.as_str()) {
+            continue;
+        }
         let warning = WARNING_REASONS.contains(&condition.reason.as_str());
         if events.iter().any(|e| e.reason == condition.reason) || (previous.is_empty() && !warning) {
             continue;
@@ -72,10 +81,36 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     }
 }
 
+/// Publishes the Event for a routing flip: a Warning when mail goes to the standby (the
+/// primary failed, or an administrator switched continuity on), Normal when it returns.
+pub async fn publish_flip<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    decision: &Decision,
+    metrics: &Metrics,
+) {
+    let (type_, reason) = match decision.flip {
+        Some(Flip::ToStandby) => (EventType::Warning, reasons::CONTINUITY_ACTIVATED),
+        Some(Flip::ToPrimary) => (EventType::Normal, reasons::CONTINUITY_DEACTIVATED),
+        None => return,
+    };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(&decision.message, 1000)),
+        action: "Route".into(),
+        secondary: None,
+    };
+    match recorder.publish(&event, &object.object_ref(&())).await {
+        Ok(()) => metrics.api_write("Event", Write::Event),
+        Err(error) => warn!(%error, reason, "cannot publish Event"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::conditions::{Desired, Status, settle, types};
+    use crate::api::conditions::{Desired, Status, settle};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 

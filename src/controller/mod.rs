@@ -20,17 +20,20 @@ pub mod domain;
 pub mod events;
 pub mod index;
 pub mod memo;
+pub mod transport;
 pub mod user;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -65,10 +68,19 @@ pub struct Settings {
     pub resync: Duration,
     /// Identity of this replica, for Events.
     pub identity: String,
+    /// The cluster's DNS domain, for the names of Services.
+    pub cluster_domain: String,
+    /// How often status shows a fresh probe time while nothing else changes.
+    pub status_heartbeat: Duration,
+    /// Name the probes introduce themselves with (EHLO).
+    pub probe_helo: String,
+    /// Probes run at once, over all domains.
+    pub max_concurrent_probes: usize,
+    /// The transport map ConfigMap (namespace, name); none when `None`.
+    pub transport_map: Option<(String, String)>,
 }
 
-/// Users of a domain are indexed by (namespace, ContinuityDomain name).
-type DomainKey = (String, String);
+use crate::health::scheduler::{DomainKey, Prober};
 
 /// Everything a reconcile reads and uses to write.
 pub struct Context {
@@ -79,12 +91,17 @@ pub struct Context {
     pub domains: Store<ContinuityDomain>,
     pub users: Store<ContinuityUser>,
     pub config_maps: Store<ConfigMap>,
+    pub services: Store<Service>,
+    pub endpoints: Store<Endpoints>,
+    pub prober: Arc<Prober>,
     pub users_by_domain: Index<ContinuityUser, DomainKey, ObjectRef<ContinuityUser>>,
     pub claims: Index<ContinuityDomain, String, Claim>,
     pub memo: memo::WriteMemo,
     backoff: Mutex<HashMap<String, u32>>,
     domain_triggers: UnboundedSender<ObjectRef<ContinuityDomain>>,
     user_triggers: UnboundedSender<ObjectRef<ContinuityUser>>,
+    /// Wakes the transport map writer: a domain's route may have changed.
+    routes_changed: Notify,
 }
 
 fn index_user(user: &ContinuityUser) -> Option<(DomainKey, ObjectRef<ContinuityUser>)> {
@@ -112,6 +129,8 @@ impl Context {
         store_ready(&self.domains)
             && store_ready(&self.users)
             && store_ready(&self.config_maps)
+            && store_ready(&self.services)
+            && store_ready(&self.endpoints)
             && self.users_by_domain.synced()
             && self.claims.synced()
     }
@@ -242,8 +261,21 @@ pub async fn run(
     let (domains, domain_writer) = reflector::store();
     let (users, user_writer) = reflector::store();
     let (config_maps, config_map_writer) = reflector::store();
+    let (services, service_writer) = reflector::store();
+    let (endpoints, endpoints_writer) = reflector::store();
     let (domain_triggers, domain_trigger_stream) = unbounded();
     let (user_triggers, user_trigger_stream) = unbounded();
+    let (prober, probing) = {
+        let triggers = domain_triggers.clone();
+        Prober::new(
+            settings.probe_helo.clone(),
+            settings.max_concurrent_probes,
+            metrics.clone(),
+            move |(namespace, name): &DomainKey| {
+                trigger(&triggers, ObjectRef::new(name).within(namespace));
+            },
+        )
+    };
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -259,12 +291,16 @@ pub async fn run(
         domains: domains.clone(),
         users: users.clone(),
         config_maps,
+        services,
+        endpoints,
+        prober,
         users_by_domain: Index::new(index_user),
         claims: Index::new(index_claim),
         memo: memo::WriteMemo::default(),
         backoff: Mutex::new(HashMap::new()),
         domain_triggers,
         user_triggers,
+        routes_changed: Notify::new(),
     });
 
     let domain_stream = {
@@ -287,8 +323,20 @@ pub async fn run(
         .inspect_ok(move |event| ctx.user_changed(event))
         .applied_objects()
     };
-    let config_map_stream = lean_watch(scoped::<ConfigMap>(&client, namespace.as_deref()), children_config)
-        .reflect(config_map_writer)
+    let config_map_stream = lean_watch(
+        scoped::<ConfigMap>(&client, namespace.as_deref()),
+        children_config.clone(),
+    )
+    .reflect(config_map_writer)
+    .touched_objects();
+    let service_stream = lean_watch(
+        scoped::<Service>(&client, namespace.as_deref()),
+        children_config.clone(),
+    )
+    .reflect(service_writer)
+    .touched_objects();
+    let endpoints_stream = lean_watch(scoped::<Endpoints>(&client, namespace.as_deref()), children_config)
+        .reflect(endpoints_writer)
         .touched_objects();
     // Claims are checked against every namespace, whatever the scope.
     let claims_feeder = lean_watch(Api::<ContinuityDomain>::all(client.clone()), watch_config).for_each(|event| {
@@ -303,6 +351,8 @@ pub async fn run(
     let domain_controller = Controller::for_stream(domain_stream, domains)
         .with_config(controller_config.clone())
         .owns_stream(config_map_stream)
+        .owns_stream(service_stream)
+        .owns_stream(endpoints_stream)
         .reconcile_on(domain_trigger_stream)
         .graceful_shutdown_on(shutdown.clone().wait())
         .run(
@@ -340,6 +390,8 @@ pub async fn run(
         _ = futures::future::join(domain_controller, user_controller) => {}
         () = claims_feeder => {}
         () = report_synced => {}
+        () = probing => {}
+        () = transport::run(ctx.clone()) => {}
     }
     info!("controllers stopped");
 }
@@ -381,6 +433,11 @@ impl Context {
         }
         if let watcher::Event::Delete(domain) = event {
             self.reset_backoff(&backoff_key(domain));
+            self.prober
+                .deregister(&(domain.namespace().unwrap_or_default(), domain.name_any()));
+        }
+        if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+            self.routes_changed.notify_one();
         }
     }
 

@@ -4,6 +4,7 @@
 //! never written again).
 
 pub mod coverage;
+pub mod next_hop;
 
 use std::collections::BTreeMap;
 

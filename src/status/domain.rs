@@ -1,12 +1,18 @@
 //! The status of a ContinuityDomain.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::time::Duration;
 
 use crate::api::ContinuityDomain;
 use crate::api::conditions::{self, Desired, Status, reasons, types};
-use crate::api::domain::{ContinuityDomainStatus, DomainPhase, UsersStatus};
+use crate::api::domain::{
+    ContinuityDomainStatus, ContinuityEvents, DomainPhase, PrimaryProbeStatus, RouteTarget, RoutingStatus, UsersStatus,
+};
 use crate::api::validation::{self, Violation};
 use crate::claims::ClaimOutcome;
+use crate::health::probe::Outcome;
+use crate::health::tracker::Health;
+use crate::routing::decision::{Decision, Flip};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// What the controller found out about a domain in this reconcile.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,17 +23,36 @@ pub struct DomainFacts {
     pub claim: ClaimOutcome,
     /// Number of covered addresses, when known.
     pub covered: Option<usize>,
+    /// What this replica has seen of the primary.
+    pub health: Option<Health>,
+    /// Where mail goes; `None` while the domain may not act (routing is then left as it is).
+    pub decision: Option<Decision>,
+    /// Why the API server refused a child this reconcile built, if it did.
+    pub rejected: Option<String>,
 }
 
 impl DomainFacts {
     /// Whether the operator may provision and change things for this domain.
     pub fn acts(&self, domain: &ContinuityDomain) -> bool {
-        !domain.spec.suspend && self.violations.is_empty() && self.claim == ClaimOutcome::Accepted
+        !domain.spec.suspend && self.entitled()
+    }
+
+    /// Valid and owning its mail domain, suspended or not.
+    pub fn entitled(&self) -> bool {
+        self.violations.is_empty() && self.claim == ClaimOutcome::Accepted
     }
 }
 
-/// Computes the status the domain should have.
-pub fn compute(domain: &ContinuityDomain, facts: &DomainFacts, now: &Time) -> ContinuityDomainStatus {
+/// Computes the status the domain should have. The probe details are refreshed when
+/// something a user would notice changes (the result, a run of results climbing towards a
+/// threshold) and otherwise at most every half `heartbeat`, so a stream of successful probes
+/// does not rewrite status every period.
+pub fn compute(
+    domain: &ContinuityDomain,
+    facts: &DomainFacts,
+    now: &Time,
+    heartbeat: Duration,
+) -> ContinuityDomainStatus {
     let previous = domain.status.clone().unwrap_or_default();
     let mail_domain = &domain.spec.domain;
 
@@ -53,18 +78,23 @@ pub fn compute(domain: &ContinuityDomain, facts: &DomainFacts, now: &Time) -> Co
         reasons::STANDBY_NOT_PROVISIONED,
         "the standby mail stack (Postfix, Dovecot, webmail) is not provisioned yet",
     );
-    let continuity = Desired::new(
-        types::CONTINUITY_ACTIVE,
-        Status::False,
-        reasons::STANDBY_NOT_PROVISIONED,
-        "continuity cannot activate before the standby mail stack is provisioned",
-    );
-    let primary = Desired::new(
-        types::PRIMARY_REACHABLE,
-        Status::Unknown,
-        reasons::NOT_PROBED,
-        format!("{} has not been health-checked yet", domain.spec.primary.host),
-    );
+    let primary = primary_reachable(domain, facts.health.as_ref(), &previous);
+    let continuity = match &facts.decision {
+        Some(decision) => Desired::new(
+            types::CONTINUITY_ACTIVE,
+            (decision.target == RouteTarget::Standby).into(),
+            decision.reason,
+            decision.message.clone(),
+        ),
+        None => Desired::carried(&previous.conditions, types::CONTINUITY_ACTIVE).unwrap_or_else(|| {
+            Desired::new(
+                types::CONTINUITY_ACTIVE,
+                Status::False,
+                reasons::DOMAIN_NOT_ACTING,
+                "this resource does not act; see the Ready condition",
+            )
+        }),
+    };
 
     let (phase, ready) = if domain.spec.suspend {
         (
@@ -105,14 +135,24 @@ pub fn compute(domain: &ContinuityDomain, facts: &DomainFacts, now: &Time) -> Co
                 format!("{mail_domain} is served by ContinuityDomain {winner}"),
             ),
         )
-    } else {
+    } else if let Some(rejection) = &facts.rejected {
         (
-            DomainPhase::Provisioning,
+            DomainPhase::Degraded,
+            Desired::new(types::READY, Status::False, reasons::CHILD_REJECTED, rejection.clone()),
+        )
+    } else {
+        let phase = match &facts.decision {
+            Some(decision) if decision.target == RouteTarget::Standby => DomainPhase::Active,
+            Some(decision) if decision.flip == Some(Flip::ToPrimary) => DomainPhase::FailingBack,
+            _ => DomainPhase::Provisioning,
+        };
+        (
+            phase,
             Desired::new(
                 types::READY,
                 Status::False,
                 reasons::STANDBY_NOT_PROVISIONED,
-                "continuity cannot take over yet: the standby mail stack is not provisioned",
+                "the standby mail stack is not provisioned, so continuity cannot serve users yet",
             ),
         )
     };
@@ -140,6 +180,15 @@ pub fn compute(domain: &ContinuityDomain, facts: &DomainFacts, now: &Time) -> Co
         conditions,
         phase: Some(phase),
         claimed_domain,
+        primary: probe_status(domain, previous.primary.as_ref(), facts.health.as_ref(), now, heartbeat),
+        routing: match &facts.decision {
+            Some(decision) => Some(RoutingStatus {
+                target: decision.target,
+                since: Time(decision.since),
+            }),
+            None => previous.routing.clone(),
+        },
+        continuity: continuity_events(previous.continuity.as_ref(), facts.decision.as_ref(), now),
         // Suspended: the operator changes nothing, so it reports the coverage it left.
         users: if domain.spec.suspend {
             previous.users.clone()
@@ -148,17 +197,106 @@ pub fn compute(domain: &ContinuityDomain, facts: &DomainFacts, now: &Time) -> Co
                 covered: u32::try_from(n).unwrap_or(u32::MAX),
             })
         },
-        ..previous
+        messages: previous.messages.clone(),
     }
+}
+
+/// `PrimaryReachable`: the latest probe; before this replica's first probe, what the status
+/// already says (a restarted operator does not forget), else unknown.
+fn primary_reachable(domain: &ContinuityDomain, health: Option<&Health>, previous: &ContinuityDomainStatus) -> Desired {
+    match health {
+        Some(health) => match health.last.outcome {
+            // No latency or time here: a condition must read the same for every probe with the
+            // same outcome, or each write would cause the next (see status.primary instead).
+            Outcome::Ok => Desired::new(
+                types::PRIMARY_REACHABLE,
+                Status::True,
+                reasons::REACHABLE,
+                format!("{}: {}", domain.spec.primary.host, health.last.detail),
+            ),
+            Outcome::Failed(class) => Desired::new(
+                types::PRIMARY_REACHABLE,
+                Status::False,
+                class.name(),
+                format!("{}: {}", domain.spec.primary.host, health.last.detail),
+            ),
+        },
+        None => Desired::carried(&previous.conditions, types::PRIMARY_REACHABLE).unwrap_or_else(|| {
+            Desired::new(
+                types::PRIMARY_REACHABLE,
+                Status::Unknown,
+                reasons::NOT_PROBED,
+                format!("{} has not been health-checked yet", domain.spec.primary.host),
+            )
+        }),
+    }
+}
+
+/// The probe details, refreshed only when worth a write (see [`compute`]).
+fn probe_status(
+    domain: &ContinuityDomain,
+    previous: Option<&PrimaryProbeStatus>,
+    health: Option<&Health>,
+    now: &Time,
+    heartbeat: Duration,
+) -> Option<PrimaryProbeStatus> {
+    let Some(health) = health else {
+        return previous.cloned();
+    };
+    let fresh = PrimaryProbeStatus {
+        last_probe_time: Time(health.at),
+        result: health.last.outcome.name().to_owned(),
+        latency_milliseconds: u64::try_from(health.last.latency.as_millis()).unwrap_or(u64::MAX),
+        consecutive_failures: health.consecutive_failures,
+        consecutive_successes: health.consecutive_successes,
+    };
+    let check = &domain.spec.health_check;
+    let climbing = (fresh.consecutive_failures > 0 && fresh.consecutive_failures <= check.failure_threshold)
+        || (fresh.consecutive_successes > 0 && fresh.consecutive_successes <= check.success_threshold);
+    let refresh = match previous {
+        None => true,
+        Some(previous) => {
+            let age = Duration::try_from(now.0.duration_since(previous.last_probe_time.0)).unwrap_or_default();
+            previous.result != fresh.result || climbing || age >= heartbeat / 2
+        }
+    };
+    if refresh { Some(fresh) } else { previous.cloned() }
+}
+
+fn continuity_events(
+    previous: Option<&ContinuityEvents>,
+    decision: Option<&Decision>,
+    now: &Time,
+) -> Option<ContinuityEvents> {
+    let mut events = previous.cloned();
+    match decision.and_then(|d| d.flip) {
+        Some(Flip::ToStandby) => {
+            let events = events.get_or_insert_with(ContinuityEvents::default);
+            events.activations = events.activations.saturating_add(1);
+            events.last_activation_time = Some(now.clone());
+        }
+        Some(Flip::ToPrimary) => {
+            events
+                .get_or_insert_with(ContinuityEvents::default)
+                .last_deactivation_time = Some(now.clone());
+        }
+        None => {}
+    }
+    events
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::conditions::find;
+    use crate::api::domain::ProbeFailureClass;
     use crate::claims::Claim;
+    use crate::health::probe::Report;
+    use crate::routing::decision::decide;
     use crate::testing::fixture;
     use k8s_openapi::jiff::Timestamp;
+
+    const HEARTBEAT: Duration = Duration::from_secs(60);
 
     fn at(second: i64) -> Time {
         Time(Timestamp::from_second(second).unwrap())
@@ -169,6 +307,9 @@ mod tests {
             violations: vec![],
             claim: ClaimOutcome::Accepted,
             covered,
+            health: None,
+            decision: None,
+            rejected: None,
         }
     }
 
@@ -177,10 +318,35 @@ mod tests {
         (c.status.as_str(), c.reason.as_str())
     }
 
+    fn health(outcome: Outcome, failures: u32, successes: u32, second: i64) -> Health {
+        Health {
+            last: Report {
+                outcome,
+                latency: Duration::from_millis(4),
+                detail: "220 mx ESMTP".into(),
+            },
+            at: at(second).0,
+            consecutive_failures: failures,
+            consecutive_successes: successes,
+            notified: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Facts for an acting domain probed as `health`, with the decision the state machine takes.
+    fn probed(domain: &ContinuityDomain, health: Health, now: i64) -> DomainFacts {
+        let routing = domain.status.as_ref().and_then(|s| s.routing.clone());
+        let decision = decide(&domain.spec, routing.as_ref(), Some(&health), at(now).0);
+        DomainFacts {
+            health: Some(health),
+            decision: Some(decision),
+            ..accepted(Some(1))
+        }
+    }
+
     #[test]
     fn a_new_domain_is_not_ready_while_nothing_is_provisioned() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let status = compute(&domain, &accepted(Some(2)), &at(1000));
+        let status = compute(&domain, &accepted(Some(2)), &at(1000), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Provisioning));
         assert_eq!(
             condition(&status, types::READY),
@@ -207,17 +373,145 @@ mod tests {
     #[test]
     fn recomputing_from_the_same_facts_changes_nothing() {
         let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let first = compute(&domain, &accepted(Some(0)), &at(1000));
+        let facts = probed(&domain, health(Outcome::Ok, 0, 9, 990), 1000);
+        let first = compute(&domain, &facts, &at(1000), HEARTBEAT);
         domain.status = Some(first.clone());
-        let again = compute(&domain, &accepted(Some(0)), &at(5000));
+        let facts = probed(&domain, health(Outcome::Ok, 0, 9, 990), 1005);
+        let again = compute(&domain, &facts, &at(1005), HEARTBEAT);
         assert_eq!(first, again);
+    }
+
+    #[test]
+    fn newer_probes_with_the_same_outcome_change_no_condition() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let mut fast = health(Outcome::Ok, 0, 10, 1000);
+        fast.last.latency = Duration::from_millis(2);
+        domain.status = Some(compute(&domain, &probed(&domain, fast, 1000), &at(1000), HEARTBEAT));
+        let mut slow = health(Outcome::Ok, 0, 11, 1001);
+        slow.last.latency = Duration::from_millis(90);
+        let next = compute(&domain, &probed(&domain, slow, 1001), &at(1001), HEARTBEAT);
+        assert_eq!(next.conditions, domain.status.unwrap().conditions);
+    }
+
+    #[test]
+    fn a_stream_of_successes_refreshes_the_probe_details_only_on_the_heartbeat() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        domain.status = Some(compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 10, 1000), 1000),
+            &at(1000),
+            HEARTBEAT,
+        ));
+        let later = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 15, 1015), 1015),
+            &at(1015),
+            HEARTBEAT,
+        );
+        assert_eq!(
+            later,
+            domain.status.clone().unwrap(),
+            "15 s later: nothing a user needs"
+        );
+        let beat = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 20, 1030), 1030),
+            &at(1030),
+            HEARTBEAT,
+        );
+        assert_eq!(
+            beat.primary.unwrap().consecutive_successes,
+            20,
+            "after half a heartbeat, a fresh probe time"
+        );
+    }
+
+    #[test]
+    fn failover_and_failback_show_in_phase_conditions_routing_and_counters() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml"); // 3 failures, 3 successes, 60 s
+        let refused = Outcome::Failed(ProbeFailureClass::Refused);
+        domain.status = Some(compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 5, 100), 100),
+            &at(100),
+            HEARTBEAT,
+        ));
+        let down = compute(
+            &domain,
+            &probed(&domain, health(refused, 3, 0, 109), 109),
+            &at(109),
+            HEARTBEAT,
+        );
+        assert_eq!(down.phase, Some(DomainPhase::Active));
+        assert_eq!(
+            condition(&down, types::CONTINUITY_ACTIVE),
+            ("True", reasons::PRIMARY_UNREACHABLE)
+        );
+        assert_eq!(condition(&down, types::PRIMARY_REACHABLE), ("False", "Refused"));
+        assert_eq!(
+            down.routing.as_ref().map(|r| (r.target, r.since.clone())),
+            Some((RouteTarget::Standby, at(109)))
+        );
+        assert_eq!(down.continuity.as_ref().map(|c| c.activations), Some(1));
+        assert_eq!(down.primary.as_ref().map(|p| p.consecutive_failures), Some(3));
+        domain.status = Some(down);
+
+        let back = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 3, 200), 200),
+            &at(200),
+            HEARTBEAT,
+        );
+        assert_eq!(back.phase, Some(DomainPhase::FailingBack));
+        assert_eq!(
+            condition(&back, types::CONTINUITY_ACTIVE),
+            ("False", reasons::PRIMARY_SERVING)
+        );
+        assert_eq!(back.routing.as_ref().map(|r| r.target), Some(RouteTarget::Primary));
+        assert_eq!(
+            back.continuity.as_ref().and_then(|c| c.last_deactivation_time.clone()),
+            Some(at(200))
+        );
+        domain.status = Some(back);
+        let settled = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 4, 203), 203),
+            &at(203),
+            HEARTBEAT,
+        );
+        assert_eq!(
+            settled.phase,
+            Some(DomainPhase::Provisioning),
+            "failback completes once routing is back"
+        );
+    }
+
+    #[test]
+    fn a_restarted_operator_keeps_what_the_status_says_until_it_probes() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let refused = Outcome::Failed(ProbeFailureClass::Refused);
+        domain.status = Some(compute(
+            &domain,
+            &probed(&domain, health(refused, 3, 0, 10), 10),
+            &at(10),
+            HEARTBEAT,
+        ));
+        // The new leader has no health yet: the decision keeps the route, the conditions stay.
+        let routing = domain.status.as_ref().and_then(|s| s.routing.clone());
+        let facts = DomainFacts {
+            decision: Some(decide(&domain.spec, routing.as_ref(), None, at(500).0)),
+            ..accepted(Some(1))
+        };
+        let restarted = compute(&domain, &facts, &at(500), HEARTBEAT);
+        assert_eq!(restarted.routing.as_ref().map(|r| r.target), Some(RouteTarget::Standby));
+        assert_eq!(condition(&restarted, types::PRIMARY_REACHABLE), ("False", "Refused"));
+        assert_eq!(restarted.primary, domain.status.as_ref().unwrap().primary);
     }
 
     #[test]
     fn a_later_claimant_is_in_conflict_and_does_not_act() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
         let facts = DomainFacts {
-            violations: vec![],
             claim: ClaimOutcome::Lost {
                 winner: Claim {
                     namespace: "tenant-z".into(),
@@ -225,10 +519,10 @@ mod tests {
                     created: None,
                 },
             },
-            covered: Some(1),
+            ..accepted(Some(1))
         };
         assert!(!facts.acts(&domain));
-        let status = compute(&domain, &facts, &at(1));
+        let status = compute(&domain, &facts, &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Error));
         assert_eq!(
             condition(&status, types::CONFLICT),
@@ -238,9 +532,14 @@ mod tests {
             condition(&status, types::READY),
             ("False", reasons::DOMAIN_CLAIMED_ELSEWHERE)
         );
+        assert_eq!(
+            condition(&status, types::CONTINUITY_ACTIVE),
+            ("False", reasons::DOMAIN_NOT_ACTING)
+        );
         let message = &find(&status.conditions, types::CONFLICT).unwrap().message;
         assert!(message.contains("tenant-z/first"), "{message}");
         assert_eq!(status.claimed_domain, None);
+        assert_eq!(status.routing, None);
     }
 
     #[test]
@@ -254,6 +553,7 @@ mod tests {
                 ..accepted(None)
             },
             &at(1),
+            HEARTBEAT,
         );
         assert_eq!(condition(&status, types::READY), ("False", reasons::INVALID_SPEC));
         assert_eq!(status.phase, Some(DomainPhase::Error));
@@ -277,9 +577,22 @@ mod tests {
                 ..accepted(None)
             },
             &at(1),
+            HEARTBEAT,
         );
         assert_eq!(condition(&status, types::READY), ("False", reasons::DOMAIN_IMMUTABLE));
         assert_eq!(status.claimed_domain.as_deref(), Some("example.org"));
+    }
+
+    #[test]
+    fn a_refused_child_degrades_the_domain_with_the_reason() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let facts = DomainFacts {
+            rejected: Some("Endpoints \"x\" is invalid".into()),
+            ..accepted(Some(1))
+        };
+        let status = compute(&domain, &facts, &at(1), HEARTBEAT);
+        assert_eq!(status.phase, Some(DomainPhase::Degraded));
+        assert_eq!(condition(&status, types::READY), ("False", reasons::CHILD_REJECTED));
     }
 
     #[test]
@@ -287,8 +600,17 @@ mod tests {
         let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
         domain.spec.suspend = true;
         assert!(!accepted(None).acts(&domain));
-        let status = compute(&domain, &accepted(None), &at(1));
+        domain.status = Some(ContinuityDomainStatus {
+            users: Some(UsersStatus { covered: 7 }),
+            ..Default::default()
+        });
+        let status = compute(&domain, &accepted(Some(0)), &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Suspended));
         assert_eq!(condition(&status, types::READY), ("False", reasons::SUSPENDED));
+        assert_eq!(
+            status.users,
+            Some(UsersStatus { covered: 7 }),
+            "suspended: coverage left as it was"
+        );
     }
 }

@@ -29,7 +29,7 @@ pub fn compute(user: &ContinuityUser, verdict: &Verdict, now: &Time) -> Continui
             ),
         ),
         Verdict::NotCovered { reason, message } => (
-            Desired::new(types::COVERED, Status::False, reason, message.clone()),
+            Desired::new(types::COVERED, Status::False, *reason, message.clone()),
             Desired::new(
                 types::READY,
                 Status::False,

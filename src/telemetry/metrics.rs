@@ -23,6 +23,16 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlipLabels {
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WriteLabels {
     resource: String,
     operation: &'static str,
@@ -47,6 +57,10 @@ pub struct Metrics {
     reconcile_duration: Family<KindLabels, Histogram>,
     api_writes: Family<WriteLabels, Counter>,
     leader: Gauge,
+    probes: Family<ResultLabels, Counter>,
+    probe_duration: Histogram,
+    flips: Family<FlipLabels, Counter>,
+    continuity_seconds: Counter<f64>,
 }
 
 impl Default for Metrics {
@@ -80,6 +94,30 @@ impl Default for Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        let probes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "probes",
+            "SMTP health checks of primaries, by result (Ok or the failure class)",
+            probes.clone(),
+        );
+        let probe_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "probe_duration_seconds",
+            "Time one SMTP health check took",
+            probe_duration.clone(),
+        );
+        let flips = Family::<FlipLabels, Counter>::default();
+        registry.register(
+            "routing_flips",
+            "Routing flips, by new target (standby or primary)",
+            flips.clone(),
+        );
+        let continuity_seconds = Counter::<f64>::default();
+        registry.register(
+            "continuity_seconds",
+            "Time domains spent in continuity, counted when continuity ends",
+            continuity_seconds.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -87,6 +125,10 @@ impl Default for Metrics {
             reconcile_duration,
             api_writes,
             leader,
+            probes,
+            probe_duration,
+            flips,
+            continuity_seconds,
         }
     }
 }
@@ -126,6 +168,21 @@ impl Metrics {
             .inc();
     }
 
+    /// Records one health check.
+    pub fn probed(&self, result: &'static str, took: Duration) {
+        self.probes.get_or_create(&ResultLabels { result }).inc();
+        self.probe_duration.observe(took.as_secs_f64());
+    }
+
+    /// Records a routing flip to `to` (`standby` or `primary`); `ended` is the length of the
+    /// continuity period a flip back to the primary closes.
+    pub fn flipped(&self, to: &'static str, ended: Option<Duration>) {
+        self.flips.get_or_create(&FlipLabels { to }).inc();
+        if let Some(ended) = ended {
+            self.continuity_seconds.inc_by(ended.as_secs_f64());
+        }
+    }
+
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -151,6 +208,8 @@ mod tests {
         metrics.reconcile_failed("ContinuityUser", &Error::Config("x".into()));
         metrics.api_write("ConfigMap", Write::Apply);
         metrics.set_leader(true);
+        metrics.probed("Refused", Duration::from_millis(1));
+        metrics.flipped("primary", Some(Duration::from_secs(90)));
         let text = metrics.encode();
         for expected in [
             r#"continuity_reconciliations_total{kind="ContinuityDomain"} 1"#,
@@ -158,6 +217,10 @@ mod tests {
             r#"continuity_reconcile_duration_seconds_count{kind="ContinuityDomain"} 1"#,
             r#"continuity_api_writes_total{resource="ConfigMap",operation="apply"} 1"#,
             "continuity_leader 1",
+            r#"continuity_probes_total{result="Refused"} 1"#,
+            "continuity_probe_duration_seconds_count 1",
+            r#"continuity_routing_flips_total{to="primary"} 1"#,
+            "continuity_continuity_seconds_total 90.0",
         ] {
             assert!(text.contains(expected), "missing {expected} in\n{text}");
         }

@@ -196,6 +196,10 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
         (true, "create", "events.k8s.io", "events", in_tenant),
         (true, "create", "coordination.k8s.io", "leases", in_release),
         (false, "create", "coordination.k8s.io", "leases", in_tenant),
+        (true, "patch", "", "services", in_tenant),
+        (true, "patch", "", "endpoints", in_tenant),
+        (false, "patch", "", "services", Some("default")),
+        (true, "create", "", "configmaps", in_release),
     ];
     check_access(&client, account, &expectations).await;
 
@@ -224,6 +228,17 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     wait_for("the coverage ConfigMap", Duration::from_secs(30), || async {
         maps.get_opt("d-coverage").await.ok().flatten()
     })
+    .await;
+    // The transport map lives in the release namespace; the Role there permits it.
+    let transport: Api<ConfigMap> = Api::namespaced(client.clone(), &release_ns);
+    wait_for(
+        "the transport map listing the domain",
+        Duration::from_secs(30),
+        || async {
+            let map = transport.get_opt("continuity-transport").await.ok().flatten()?;
+            map.data?.get("transport")?.contains(mail.as_str()).then_some(())
+        },
+    )
     .await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &release_ns);
     let lease = leases.get(&lease_name).await.expect("Lease");

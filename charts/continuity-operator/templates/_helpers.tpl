@@ -53,7 +53,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: [continuitydomains/finalizers]
   verbs: [update]
 - apiGroups: [""]
-  resources: [configmaps]
+  resources: [configmaps, services, endpoints]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]

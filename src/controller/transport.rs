@@ -1,0 +1,81 @@
+//! Keeps the Postfix transport map ConfigMap in step with the routes of every domain in scope.
+//! It is rebuilt from the domain cache whenever a domain changes (a burst of changes coalesces
+//! into one write) and written only when its content changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tracing::{info, warn};
+
+use super::Context;
+use crate::resources::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::routing::transport;
+use crate::telemetry::metrics::Write;
+use crate::{FIELD_MANAGER, Result};
+
+/// The key of the map in the ConfigMap's data.
+pub const KEY: &str = "transport";
+/// Pause after a change before rebuilding, so a burst of flips is one write.
+const COALESCE: Duration = Duration::from_millis(200);
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Runs until the process stops; does nothing when no map is configured.
+pub async fn run(ctx: Arc<Context>) {
+    let Some((namespace, name)) = ctx.settings.transport_map.clone() else {
+        return std::future::pending().await;
+    };
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut written: Option<String> = None;
+    loop {
+        ctx.routes_changed.notified().await;
+        tokio::time::sleep(COALESCE).await;
+        while !ctx.synced() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let entries = ctx
+            .domains
+            .state()
+            .iter()
+            .filter_map(|domain| transport::entry(domain, &ctx.settings.cluster_domain))
+            .collect();
+        let text = transport::render(entries);
+        if written.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match write(&ctx, &api, &name, &text).await {
+            Ok(()) => {
+                info!(configmap = %format!("{namespace}/{name}"), domains = text.lines().count() - 1, "transport map updated");
+                written = Some(text);
+            }
+            Err(error) => {
+                warn!(%error, configmap = %format!("{namespace}/{name}"), "cannot write the transport map; retrying");
+                tokio::time::sleep(RETRY).await;
+                ctx.routes_changed.notify_one();
+            }
+        }
+    }
+}
+
+async fn write(ctx: &Context, api: &Api<ConfigMap>, name: &str, text: &str) -> Result<()> {
+    let map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                ("app.kubernetes.io/component".to_owned(), "transport-map".to_owned()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(KEY.to_owned(), text.to_owned())])),
+        ..ConfigMap::default()
+    };
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&map))
+        .await?;
+    ctx.metrics.api_write("ConfigMap", Write::Apply);
+    Ok(())
+}

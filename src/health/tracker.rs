@@ -1,0 +1,169 @@
+//! What the operator remembers of each domain's recent probes (consecutive failures and
+//! successes, the latest report), and which results are worth a reconcile. Pure.
+//!
+//! Only the failure classes a domain lists count towards failover. Any other failure counts
+//! neither way: it cannot flip routing to the standby, and it breaks a run of successes
+//! towards failback.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use tokio::time::Instant;
+
+use super::probe::{Outcome, Report};
+use crate::api::domain::ProbeFailureClass;
+
+/// The per-domain rules for counting results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub failure_classes: Vec<ProbeFailureClass>,
+    /// Reconcile at least this often while nothing else changes, so status shows a recent
+    /// probe time.
+    pub heartbeat: Duration,
+}
+
+/// A domain's health as seen by this replica since it started probing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub last: Report,
+    /// When the latest probe finished.
+    pub at: Timestamp,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    /// When a reconcile was last asked for.
+    pub notified: Instant,
+}
+
+impl Policy {
+    fn counts(&self, outcome: Outcome) -> bool {
+        matches!(outcome, Outcome::Failed(class) if self.failure_classes.contains(&class))
+    }
+}
+
+/// Folds `report` into `previous`; returns the new record and whether the domain should be
+/// reconciled: on its first result, when the outcome changes, while a run of failures or
+/// successes climbs towards its threshold, and once per heartbeat otherwise.
+pub fn record(
+    previous: Option<&Health>,
+    report: Report,
+    at: Timestamp,
+    policy: &Policy,
+    now: Instant,
+) -> (Health, bool) {
+    let (failures, successes) = previous.map_or((0, 0), |p| (p.consecutive_failures, p.consecutive_successes));
+    let (consecutive_failures, consecutive_successes) = match report.outcome {
+        Outcome::Ok => (0, successes.saturating_add(1)),
+        outcome if policy.counts(outcome) => (failures.saturating_add(1), 0),
+        Outcome::Failed(_) => (0, 0),
+    };
+    let notify = match previous {
+        None => true,
+        Some(previous) => {
+            previous.last.outcome != report.outcome
+                || (consecutive_failures > 0 && consecutive_failures <= policy.failure_threshold)
+                || (consecutive_successes > 0 && consecutive_successes <= policy.success_threshold)
+                || now.duration_since(previous.notified) >= policy.heartbeat
+        }
+    };
+    let notified = match previous {
+        Some(previous) if !notify => previous.notified,
+        _ => now,
+    };
+    let health = Health {
+        last: report,
+        at,
+        consecutive_failures,
+        consecutive_successes,
+        notified,
+    };
+    (health, notify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            failure_threshold: 3,
+            success_threshold: 2,
+            failure_classes: vec![ProbeFailureClass::Refused, ProbeFailureClass::Timeout],
+            heartbeat: Duration::from_secs(60),
+        }
+    }
+
+    fn report(outcome: Outcome) -> Report {
+        Report {
+            outcome,
+            latency: Duration::from_millis(3),
+            detail: String::new(),
+        }
+    }
+
+    /// Feeds outcomes one second apart; returns the final record and the notifications.
+    fn feed(outcomes: &[Outcome]) -> (Health, Vec<bool>) {
+        let start = Instant::now();
+        let mut health: Option<Health> = None;
+        let mut notified = Vec::new();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let now = start + Duration::from_secs(i as u64);
+            let (next, notify) = record(health.as_ref(), report(*outcome), Timestamp::UNIX_EPOCH, &policy(), now);
+            health = Some(next);
+            notified.push(notify);
+        }
+        (health.expect("at least one outcome"), notified)
+    }
+
+    const REFUSED: Outcome = Outcome::Failed(ProbeFailureClass::Refused);
+    const GREETING_4XX: Outcome = Outcome::Failed(ProbeFailureClass::Greeting4xx);
+
+    #[test]
+    fn counts_runs_of_failures_and_successes() {
+        let (health, _) = feed(&[Outcome::Ok, REFUSED, REFUSED]);
+        assert_eq!((health.consecutive_failures, health.consecutive_successes), (2, 0));
+        let (health, _) = feed(&[REFUSED, REFUSED, Outcome::Ok]);
+        assert_eq!((health.consecutive_failures, health.consecutive_successes), (0, 1));
+    }
+
+    #[test]
+    fn an_unlisted_failure_class_counts_neither_way() {
+        let (health, _) = feed(&[REFUSED, REFUSED, GREETING_4XX, REFUSED]);
+        assert_eq!(
+            health.consecutive_failures, 1,
+            "the 4xx greeting broke the run of counted failures"
+        );
+        let (health, _) = feed(&[Outcome::Ok, GREETING_4XX]);
+        assert_eq!(health.consecutive_successes, 0, "nor is it a success");
+    }
+
+    #[test]
+    fn a_steady_state_asks_for_a_reconcile_only_once_a_heartbeat() {
+        let outcomes = vec![Outcome::Ok; 200];
+        let (_, notified) = feed(&outcomes);
+        // First result, the run to the success threshold (2), then every 60 s.
+        let at: Vec<usize> = notified
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(at, vec![0, 1, 61, 121, 181]);
+    }
+
+    #[test]
+    fn every_failure_up_to_the_threshold_and_every_change_is_reported() {
+        let (_, notified) = feed(&[
+            Outcome::Ok,
+            Outcome::Ok,
+            Outcome::Ok,
+            REFUSED,
+            REFUSED,
+            REFUSED,
+            REFUSED,
+            Outcome::Ok,
+        ]);
+        assert_eq!(notified, vec![true, true, false, true, true, true, false, true]);
+    }
+}

@@ -1,0 +1,293 @@
+//! The failover/failback state machine (SPEC 4.3), pure. Its state is the routing recorded in
+//! the domain's status (target and since when) plus what this replica has seen of the primary
+//! since it started probing; so a restarted operator continues where the last one stopped, and
+//! never flips just because it has no probe history yet.
+//!
+//! - Automatic: `failureThreshold` consecutive counted failures route mail to the standby;
+//!   `successThreshold` consecutive successes route it back, but not before
+//!   `minFlipIntervalSeconds` have passed since the last flip, so a flapping primary cannot
+//!   bounce mail back and forth faster than that.
+//! - Manual: `activation.override` decides at once; health is still probed and reported.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::ContinuityDomainSpec;
+use crate::api::conditions::reasons;
+use crate::api::domain::{ActivationMode, ManualOverride, RouteTarget, RoutingStatus};
+use crate::health::tracker::Health;
+
+/// A change of route made by this decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flip {
+    ToStandby,
+    ToPrimary,
+}
+
+/// Where mail goes, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub target: RouteTarget,
+    /// Since when mail goes there.
+    pub since: Timestamp,
+    pub flip: Option<Flip>,
+    /// Reason and message of the `ContinuityActive` condition.
+    pub reason: &'static str,
+    pub message: String,
+    /// Decide again after this long: a failback waits for the minimum time between flips.
+    pub recheck_in: Option<Duration>,
+}
+
+/// Decides the route at `now` from the spec, the route in status and the observed health.
+pub fn decide(
+    spec: &ContinuityDomainSpec,
+    previous: Option<&RoutingStatus>,
+    health: Option<&Health>,
+    now: Timestamp,
+) -> Decision {
+    let current = previous.map_or(RouteTarget::Primary, |r| r.target);
+    let since = previous.map_or(now, |r| r.since.0);
+    let stay = |reason: &'static str, message: String| Decision {
+        target: current,
+        since,
+        flip: None,
+        reason,
+        message,
+        recheck_in: None,
+    };
+    let flip_to = |target: RouteTarget, reason: &'static str, message: String| Decision {
+        target,
+        since: now,
+        flip: Some(match target {
+            RouteTarget::Standby => Flip::ToStandby,
+            RouteTarget::Primary => Flip::ToPrimary,
+        }),
+        reason,
+        message,
+        recheck_in: None,
+    };
+
+    if spec.activation.mode == ActivationMode::Manual {
+        let wanted = match spec.activation.manual_override {
+            Some(ManualOverride::Active) => RouteTarget::Standby,
+            _ => RouteTarget::Primary,
+        };
+        let message = match wanted {
+            RouteTarget::Standby => "activation.override is Active: mail goes to the standby".to_owned(),
+            RouteTarget::Primary => "activation.override is Inactive: mail goes to the primary".to_owned(),
+        };
+        return if wanted == current {
+            stay(reasons::MANUAL_OVERRIDE, message)
+        } else {
+            flip_to(wanted, reasons::MANUAL_OVERRIDE, message)
+        };
+    }
+
+    let check = &spec.health_check;
+    let (failures, successes) = health.map_or((0, 0), |h| (h.consecutive_failures, h.consecutive_successes));
+    let last = health
+        .map(|h| format!("{}: {}", h.last.outcome.name(), h.last.detail))
+        .unwrap_or_default();
+    match current {
+        RouteTarget::Primary if failures >= check.failure_threshold => flip_to(
+            RouteTarget::Standby,
+            reasons::PRIMARY_UNREACHABLE,
+            format!("the primary failed {failures} consecutive health checks (last {last}); mail goes to the standby"),
+        ),
+        RouteTarget::Primary => stay(
+            reasons::PRIMARY_SERVING,
+            format!(
+                "mail goes to the primary; continuity activates after {} consecutive failed health checks",
+                check.failure_threshold
+            ),
+        ),
+        RouteTarget::Standby if successes >= check.success_threshold => {
+            let hold = Duration::from_secs(check.min_flip_interval_seconds.into());
+            let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+            if elapsed >= hold {
+                flip_to(
+                    RouteTarget::Primary,
+                    reasons::PRIMARY_SERVING,
+                    format!("the primary passed {successes} consecutive health checks; mail goes to the primary again"),
+                )
+            } else {
+                let remaining = hold - elapsed;
+                Decision {
+                    recheck_in: Some(remaining),
+                    ..stay(
+                        reasons::FAILBACK_PENDING,
+                        // A moment, not a countdown or a count: the message must read the same
+                        // at every reconcile until then.
+                        format!(
+                            "the primary is healthy again; mail returns to it at {}, {}s after the last flip",
+                            since + hold,
+                            hold.as_secs()
+                        ),
+                    )
+                }
+            }
+        }
+        RouteTarget::Standby => stay(
+            reasons::PRIMARY_UNREACHABLE,
+            format!(
+                "mail goes to the standby until the primary passes {} consecutive health checks",
+                check.success_threshold
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ContinuityDomain;
+    use crate::api::domain::ProbeFailureClass;
+    use crate::health::probe::{Outcome, Report};
+    use crate::testing::fixture;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    fn health(failures: u32, successes: u32) -> Health {
+        Health {
+            last: Report {
+                outcome: if failures > 0 {
+                    Outcome::Failed(ProbeFailureClass::Refused)
+                } else {
+                    Outcome::Ok
+                },
+                latency: Duration::from_millis(1),
+                detail: "connection refused".into(),
+            },
+            at: at(0),
+            consecutive_failures: failures,
+            consecutive_successes: successes,
+            notified: tokio::time::Instant::now(),
+        }
+    }
+
+    fn routed(target: RouteTarget, since: i64) -> RoutingStatus {
+        RoutingStatus {
+            target,
+            since: Time(at(since)),
+        }
+    }
+
+    /// Minimal fixture: failureThreshold 3, successThreshold 3, minFlipIntervalSeconds 60.
+    fn spec() -> ContinuityDomainSpec {
+        fixture::<ContinuityDomain>("domain-minimal.yaml").spec
+    }
+
+    #[test]
+    fn fails_over_at_the_threshold_and_not_before() {
+        let primary = routed(RouteTarget::Primary, 0);
+        let below = decide(&spec(), Some(&primary), Some(&health(2, 0)), at(100));
+        assert_eq!((below.target, below.flip), (RouteTarget::Primary, None));
+        let at_threshold = decide(&spec(), Some(&primary), Some(&health(3, 0)), at(100));
+        assert_eq!(
+            (at_threshold.target, at_threshold.flip),
+            (RouteTarget::Standby, Some(Flip::ToStandby))
+        );
+        assert_eq!(at_threshold.since, at(100));
+        assert!(
+            at_threshold.message.contains("3 consecutive"),
+            "{}",
+            at_threshold.message
+        );
+    }
+
+    #[test]
+    fn fails_back_only_after_the_success_threshold_and_the_hold_time() {
+        let standby = routed(RouteTarget::Standby, 1000);
+        let too_few = decide(&spec(), Some(&standby), Some(&health(0, 2)), at(2000));
+        assert_eq!(too_few.flip, None);
+        let too_soon = decide(&spec(), Some(&standby), Some(&health(0, 3)), at(1030));
+        assert_eq!((too_soon.flip, too_soon.reason), (None, reasons::FAILBACK_PENDING));
+        assert_eq!(too_soon.recheck_in, Some(Duration::from_secs(30)));
+        let later = decide(&spec(), Some(&standby), Some(&health(0, 4)), at(1045));
+        assert_eq!(later.message, too_soon.message, "no countdown in the message");
+        let after_hold = decide(&spec(), Some(&standby), Some(&health(0, 3)), at(1060));
+        assert_eq!(
+            (after_hold.target, after_hold.flip),
+            (RouteTarget::Primary, Some(Flip::ToPrimary))
+        );
+    }
+
+    #[test]
+    fn no_probe_history_never_flips() {
+        // A restarted operator: routing comes from status, counters start at zero.
+        for route in [routed(RouteTarget::Standby, 0), routed(RouteTarget::Primary, 0)] {
+            let decision = decide(&spec(), Some(&route), None, at(10_000));
+            assert_eq!((decision.target, decision.flip), (route.target, None));
+            assert_eq!(decision.since, at(0));
+        }
+        let fresh = decide(&spec(), None, None, at(5));
+        assert_eq!((fresh.target, fresh.since), (RouteTarget::Primary, at(5)));
+    }
+
+    #[test]
+    fn manual_mode_follows_the_override_whatever_the_health() {
+        let mut manual = spec();
+        manual.activation.mode = ActivationMode::Manual;
+        manual.activation.manual_override = Some(ManualOverride::Active);
+        let on = decide(
+            &manual,
+            Some(&routed(RouteTarget::Primary, 0)),
+            Some(&health(0, 50)),
+            at(1),
+        );
+        assert_eq!(
+            (on.target, on.flip, on.reason),
+            (RouteTarget::Standby, Some(Flip::ToStandby), reasons::MANUAL_OVERRIDE)
+        );
+        manual.activation.manual_override = Some(ManualOverride::Inactive);
+        let off = decide(
+            &manual,
+            Some(&routed(RouteTarget::Standby, 0)),
+            Some(&health(50, 0)),
+            at(1),
+        );
+        assert_eq!((off.target, off.flip), (RouteTarget::Primary, Some(Flip::ToPrimary)));
+    }
+
+    /// A primary that goes down and up every few seconds: flips stay within what the hold time
+    /// allows (one failover and one failback per hold period at most).
+    #[test]
+    fn a_flapping_primary_flips_no_more_than_the_hold_time_allows() {
+        let spec = spec(); // thresholds 3/3, hold 60 s, probes every 3 s
+        let mut route = routed(RouteTarget::Primary, 0);
+        let (mut failures, mut successes, mut flips) = (0, 0, Vec::new());
+        for tick in 0..400 {
+            let now = 3 * tick; // seconds
+            // Down for 4 probes, up for 4 probes, forever.
+            if (tick / 4) % 2 == 0 {
+                failures += 1;
+                successes = 0;
+            } else {
+                successes += 1;
+                failures = 0;
+            }
+            let decision = decide(&spec, Some(&route), Some(&health(failures, successes)), at(now));
+            if decision.flip.is_some() {
+                flips.push(now);
+            }
+            route = routed(decision.target, decision.since.as_second());
+        }
+        let failbacks: Vec<i64> = flips.iter().copied().skip(1).step_by(2).collect();
+        for pair in flips.windows(3).step_by(2) {
+            assert!(pair[2] - pair[0] >= 60, "two failovers within the hold time: {flips:?}");
+        }
+        assert!(
+            failbacks
+                .iter()
+                .zip(flips.iter().step_by(2))
+                .all(|(back, over)| back - over >= 60)
+        );
+        // 1200 s of flapping allows at most 2 flips per 60 s.
+        assert!(flips.len() <= 2 * 1200 / 60, "{} flips", flips.len());
+        assert!(flips.len() >= 2, "it does fail over and back");
+    }
+}

@@ -31,7 +31,7 @@ step "cargo clippy -D warnings"
 cargo clippy --locked --all-targets --quiet -- -D warnings
 
 step "build the tests"
-cargo test --locked --all-targets --no-run --quiet
+cargo test --locked --lib --bins --tests --no-run --quiet
 
 step "start the control plane"
 cluster=$(mktemp -d "${TMPDIR:-/tmp}/continuity-test-cluster.XXXXXX")
@@ -41,6 +41,6 @@ hack/control-plane.sh start "$cluster" --watch-pid $$
 
 step "cargo test (unit tests, then integration tests against the control plane)"
 CONTINUITY_TEST_KUBECONFIG="$cluster/kubeconfig" CONTINUITY_HELM_PYTHON="$helm_python" \
-  cargo test --locked --all-targets -- --test-threads 8
+  cargo test --locked --lib --bins --tests -- --test-threads 8
 
 step "all tests passed"

@@ -77,7 +77,8 @@ pub struct Config {
     #[arg(long, env = "TRANSPORT_MAP_NAME", default_value = "continuity-transport")]
     pub transport_map_name: String,
 
-    /// Namespace of the transport map ConfigMap (default: the Lease's namespace).
+    /// Namespace of the transport map ConfigMap (default: the Lease's namespace; another one
+    /// needs RBAC there too).
     #[arg(long, env = "TRANSPORT_MAP_NAMESPACE")]
     pub transport_map_namespace: Option<String>,
 
@@ -105,6 +106,10 @@ impl Config {
             return Err(Error::Config(
                 "--retry-period and --resync-interval must be longer than zero".into(),
             ));
+        }
+        // Shorter would turn the status heartbeat into a write per probe.
+        if self.status_heartbeat < Duration::from_secs(10) {
+            return Err(Error::Config("--status-heartbeat must be at least 10s".into()));
         }
         if self.max_concurrent_probes == 0 {
             return Err(Error::Config("--max-concurrent-probes must be at least 1".into()));
@@ -155,5 +160,7 @@ mod tests {
         assert!(bad.check().unwrap_err().to_string().contains("--renew-deadline"));
         let busy = Config::parse_from(["continuity-operator", "--resync-interval", "0s"]);
         assert!(busy.check().unwrap_err().to_string().contains("longer than zero"));
+        let chatty = Config::parse_from(["continuity-operator", "--status-heartbeat", "1s"]);
+        assert!(chatty.check().unwrap_err().to_string().contains("at least 10s"));
     }
 }

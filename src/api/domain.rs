@@ -257,6 +257,19 @@ pub enum ProbeFailureClass {
 }
 
 impl ProbeFailureClass {
+    /// What the class means, in a few words that do not change from probe to probe.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Refused => "the connection was refused or reset",
+            Self::Timeout => "no answer within the timeout",
+            Self::Greeting4xx => "the server greets with a temporary refusal (4xx)",
+            Self::Greeting5xx => "the server greets with a permanent refusal (5xx)",
+            Self::TlsFailure => "STARTTLS or the certificate check failed",
+            Self::ProtocolError => "the server does not speak SMTP",
+            Self::DnsFailure => "the name does not resolve",
+        }
+    }
+
     /// The name used in the API (and in status and metrics).
     pub fn name(self) -> &'static str {
         match self {
@@ -688,6 +701,9 @@ pub struct PrimaryProbeStatus {
     pub consecutive_failures: u32,
     /// Successful probes in a row.
     pub consecutive_successes: u32,
+    /// What the probe saw: the greeting, or where and why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Where mail is routed.
@@ -698,6 +714,9 @@ pub struct RoutingStatus {
     pub target: RouteTarget,
     /// Since when mail goes there.
     pub since: Time,
+    /// The next hop as the transport map lists it, for example `smtp:[mx.example.com]:25`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<String>,
 }
 
 /// A next hop.

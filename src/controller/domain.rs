@@ -18,14 +18,15 @@ use super::apply::{self, Outcome};
 use super::{CACHE_SYNC_RETRY, Context, events};
 use crate::api::validation;
 use crate::api::{ContinuityDomain, ContinuityUser};
-use crate::claims::{self, Claim, ClaimOutcome};
+use crate::claims::{self, Claim};
 use crate::coverage;
 use crate::health::scheduler::Registration;
 use crate::health::tracker::Health;
 use crate::health::{self};
 use crate::resources::{self, next_hop};
 use crate::routing::decision::{self, Flip};
-use crate::status::domain::{DomainFacts, compute};
+use crate::routing::transport;
+use crate::status::domain::{DomainFacts, compute, whole_seconds};
 use crate::{Error, Result};
 
 /// What a reconcile knows besides the domain itself.
@@ -42,7 +43,10 @@ pub struct Inputs<'a> {
 #[derive(Debug)]
 pub struct Plan {
     pub facts: DomainFacts,
+    /// The next-hop Service: the routing flip itself.
+    pub routing: Option<Service>,
     pub config_maps: Vec<ConfigMap>,
+    /// Services besides the next hop (fronting a primary given by address).
     pub services: Vec<Service>,
     pub endpoints: Vec<Endpoints>,
     /// How to probe the primary; `None` while the domain may not act.
@@ -52,29 +56,32 @@ pub struct Plan {
 /// The pure middle of the pipeline: validate, resolve the claim, decide coverage and route,
 /// build the children.
 pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
-    let violations = validation::domain(domain);
-    let claim = claims::resolve(&Claim::of(domain), inputs.claimants);
-    let entitled = violations.is_empty() && claim == ClaimOutcome::Accepted;
+    let mut facts = DomainFacts {
+        violations: validation::domain(domain),
+        claim: claims::resolve(&Claim::of(domain), inputs.claimants),
+        covered: None,
+        health: inputs.health.cloned(),
+        decision: None,
+        rejected: None,
+        next_hop: None,
+    };
     // Judged on this reconcile's own findings, never on the previous status: a domain that is
     // invalid or lost its claim covers nobody.
-    let covered = if entitled {
+    let covered = if facts.entitled() {
         coverage::covered_addresses(domain, inputs.users)
     } else {
         Some(BTreeSet::new())
     };
-    let acts = entitled && !domain.spec.suspend;
-    let previous_route = domain.status.as_ref().and_then(|s| s.routing.as_ref());
-    let decision = acts.then(|| decision::decide(&domain.spec, previous_route, inputs.health, inputs.now));
-    let facts = DomainFacts {
-        violations,
-        claim,
-        covered: covered.as_ref().map(BTreeSet::len),
-        health: inputs.health.cloned(),
-        decision,
-        rejected: None,
-    };
+    facts.covered = covered.as_ref().map(BTreeSet::len);
+    if facts.acts(domain) {
+        let previous_route = domain.status.as_ref().and_then(|s| s.routing.as_ref());
+        let decision = decision::decide(&domain.spec, previous_route, inputs.health, inputs.now);
+        facts.next_hop = Some(transport::next_hop(domain, decision.target, inputs.cluster_domain));
+        facts.decision = Some(decision);
+    }
 
     let mut plan = Plan {
+        routing: None,
         config_maps: Vec::new(),
         services: Vec::new(),
         endpoints: Vec::new(),
@@ -86,11 +93,10 @@ pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
     let Some(decision) = &plan.facts.decision else {
         return Ok(plan);
     };
+    plan.routing = Some(next_hop::service(domain, decision.target, inputs.cluster_domain)?);
     if let Some(addresses) = covered {
         plan.config_maps.push(resources::coverage::build(domain, &addresses)?);
     }
-    plan.services
-        .push(next_hop::service(domain, decision.target, inputs.cluster_domain)?);
     if let Some((service, endpoints)) = next_hop::primary_by_address(domain)? {
         plan.services.push(service);
         plan.endpoints.push(endpoints);
@@ -108,13 +114,22 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         kind: "ContinuityDomain",
         field: "metadata.namespace",
     })?;
+    // Right after a status write the cache may still hold the one before; deciding from that
+    // would repeat a flip.
+    let domain = match ctx.last_domain_status.get(&domain.uid().unwrap_or_default()) {
+        Some(written) if domain.status.as_ref() != Some(&written) => Arc::new(ContinuityDomain {
+            status: Some(written),
+            ..(*domain).clone()
+        }),
+        _ => domain,
+    };
     let key = (namespace.clone(), domain.name_any());
     let users = ctx.users_of(&namespace, &key.1);
     let users: Vec<&ContinuityUser> = users.iter().map(AsRef::as_ref).collect();
     let claimants = ctx.claims.get(&claims::claimed_domain(&domain).to_owned());
     let health = ctx.prober.health(&key);
-    let now = Timestamp::now();
-    let plan = plan(
+    let now = whole_seconds(Timestamp::now());
+    let mut plan = plan(
         &domain,
         &Inputs {
             users: &users,
@@ -130,14 +145,22 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         Some(registration) => ctx.prober.register(&key, registration.clone()),
         None => ctx.prober.deregister(&key),
     }
-    // The routing object first: if this write fails, status still shows the old route and the
-    // next reconcile decides (and writes) the flip again. A child the API server refuses
-    // outright is reported in status (and the error then handed to the error policy); a
-    // transient failure just retries.
-    let mut plan = plan;
+    // The routing object first. If the API server refuses it, the route has not changed and
+    // status keeps the one it shows; a refused helper object is reported without undoing a
+    // flip that did happen. Transient failures retry the whole reconcile.
     let mut outcomes = Vec::new();
     let mut rejection: Option<Error> = None;
-    let applies = plan
+    if let Some(routing) = &plan.routing {
+        match apply::child(&ctx, &ctx.services, routing).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) if error.is_permanent() => {
+                plan.facts.decision = None;
+                rejection = Some(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let helpers = plan
         .services
         .iter()
         .map(|s| apply::child(&ctx, &ctx.services, s).boxed())
@@ -151,7 +174,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
                 .iter()
                 .map(|c| apply::child(&ctx, &ctx.config_maps, c).boxed()),
         );
-    for apply in applies {
+    for apply in helpers {
         match apply.await {
             Ok(outcome) => outcomes.push(outcome),
             Err(error) if error.is_permanent() => {
@@ -161,15 +184,13 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         }
     }
     plan.facts.rejected = rejection.as_ref().map(ToString::to_string);
-    if rejection.is_some() {
-        // The route may not have changed: status keeps the one it shows.
-        plan.facts.decision = None;
-    }
 
     let previous = domain.status.clone().unwrap_or_default();
     let status = compute(&domain, &plan.facts, &Time(now), ctx.settings.status_heartbeat);
     let written = apply::status(&ctx, domain.as_ref(), &previous, &status).await?;
     if written == Outcome::Written {
+        ctx.last_domain_status
+            .record(domain.uid().unwrap_or_default(), status.clone());
         info!(domain = %format!("{namespace}/{}", key.1), phase = ?status.phase, "status updated");
         events::publish(
             &ctx.recorder,
@@ -187,11 +208,10 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     if let Some(error) = rejection {
         return Err(error);
     }
+    // A pending failback is decided again when its hold time is over, if that comes first.
     let recheck = plan.facts.decision.as_ref().and_then(|d| d.recheck_in);
-    Ok(match (ctx.requeue_after(&outcomes), recheck) {
-        (_, Some(wait)) if wait < ctx.settings.resync => Action::requeue(wait.max(Duration::from_millis(100))),
-        (action, _) => action,
-    })
+    let after = ctx.recheck_after(&outcomes).min(recheck.unwrap_or(Duration::MAX));
+    Ok(Action::requeue(after.max(Duration::from_millis(100))))
 }
 
 /// Event, log and metrics for a flip, once its status is written.
@@ -218,6 +238,7 @@ async fn announce_flip(
 mod tests {
     use super::*;
     use crate::api::domain::{DomainPhase, ProbeFailureClass, RouteTarget};
+    use crate::claims::ClaimOutcome;
     use crate::health::probe::{Outcome as ProbeOutcome, Report};
     use crate::testing::fixture;
 
@@ -246,7 +267,8 @@ mod tests {
     }
 
     fn external_name(plan: &Plan) -> &str {
-        plan.services[0]
+        let routing = plan.routing.as_ref().expect("a next-hop Service");
+        routing
             .spec
             .as_ref()
             .and_then(|s| s.external_name.as_deref())
@@ -314,18 +336,18 @@ mod tests {
         let alice: ContinuityUser = fixture("user-alice.yaml");
         let lost = plan_with(&domain, &[&alice], &[earlier, Claim::of(&domain)], None);
         assert!(matches!(lost.facts.claim, ClaimOutcome::Lost { .. }));
-        assert!(lost.config_maps.is_empty() && lost.services.is_empty() && lost.probe.is_none());
+        assert!(lost.config_maps.is_empty() && lost.routing.is_none() && lost.probe.is_none());
         assert_eq!(lost.facts.covered, Some(0), "a domain that cannot act covers nobody");
 
         let invalid: ContinuityDomain = fixture("domain-timeout-over-period.yaml");
         let plan = plan_with(&invalid, &[], &own_claim(&invalid), None);
         assert!(!plan.facts.violations.is_empty());
-        assert!(plan.services.is_empty() && plan.probe.is_none());
+        assert!(plan.routing.is_none() && plan.probe.is_none());
 
         let mut suspended = domain.clone();
         suspended.spec.suspend = true;
         let plan = plan_with(&suspended, &[], &own_claim(&suspended), None);
-        assert!(plan.services.is_empty() && plan.probe.is_none() && plan.facts.decision.is_none());
+        assert!(plan.routing.is_none() && plan.probe.is_none() && plan.facts.decision.is_none());
     }
 
     #[test]

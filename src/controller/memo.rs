@@ -42,6 +42,40 @@ impl WriteMemo {
     }
 }
 
+/// The last status written per object (by uid), for a reconcile that runs before the cache
+/// holds it: deciding from the older status would, for example, flip a route a second time.
+pub struct LastWritten<T> {
+    entries: Mutex<HashMap<String, (T, Instant)>>,
+}
+
+impl<T> Default for LastWritten<T> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: Clone> LastWritten<T> {
+    /// What was written for `uid` within the window.
+    pub fn get(&self, uid: &str) -> Option<T> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(uid)
+            .filter(|(_, at)| at.elapsed() < WINDOW)
+            .map(|(value, _)| value.clone())
+    }
+
+    /// Records what was just written for `uid`.
+    pub fn record(&self, uid: String, value: T) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= 64 && entries.len().is_power_of_two() {
+            entries.retain(|_, (_, at)| at.elapsed() < WINDOW);
+        }
+        entries.insert(uid, (value, Instant::now()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

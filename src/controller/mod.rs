@@ -97,6 +97,7 @@ pub struct Context {
     pub users_by_domain: Index<ContinuityUser, DomainKey, ObjectRef<ContinuityUser>>,
     pub claims: Index<ContinuityDomain, String, Claim>,
     pub memo: memo::WriteMemo,
+    pub last_domain_status: memo::LastWritten<crate::api::ContinuityDomainStatus>,
     backoff: Mutex<HashMap<String, u32>>,
     domain_triggers: UnboundedSender<ObjectRef<ContinuityDomain>>,
     user_triggers: UnboundedSender<ObjectRef<ContinuityUser>>,
@@ -144,13 +145,13 @@ impl Context {
             .collect()
     }
 
-    /// The action after a successful reconcile: look again soon if a write is still on its way
-    /// to the cache, otherwise at the next resync.
-    fn requeue_after(&self, outcomes: &[apply::Outcome]) -> Action {
+    /// When to look again after a successful reconcile: soon if a write is still on its way to
+    /// the cache, otherwise at the next resync.
+    fn recheck_after(&self, outcomes: &[apply::Outcome]) -> Duration {
         if outcomes.contains(&apply::Outcome::AwaitingCache) {
-            Action::requeue(memo::WINDOW)
+            memo::WINDOW
         } else {
-            Action::requeue(self.settings.resync)
+            self.settings.resync
         }
     }
 
@@ -297,6 +298,7 @@ pub async fn run(
         users_by_domain: Index::new(index_user),
         claims: Index::new(index_claim),
         memo: memo::WriteMemo::default(),
+        last_domain_status: memo::LastWritten::default(),
         backoff: Mutex::new(HashMap::new()),
         domain_triggers,
         user_triggers,
@@ -428,6 +430,14 @@ impl Context {
                 for user in self.users.state() {
                     trigger(&self.user_triggers, ObjectRef::from_obj(user.as_ref()));
                 }
+                // A relist may have missed deletions: stop probing domains that are gone.
+                let present: Vec<DomainKey> = self
+                    .domains
+                    .state()
+                    .iter()
+                    .map(|d| (d.namespace().unwrap_or_default(), d.name_any()))
+                    .collect();
+                self.prober.retain(&present);
             }
             watcher::Event::Init => {}
         }

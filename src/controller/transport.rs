@@ -30,10 +30,14 @@ pub async fn run(ctx: Arc<Context>) {
         return std::future::pending().await;
     };
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    // What this replica last wrote; `None` means: compare with the server (at start, and at
+    // every resync, so a deleted or hand-edited map is repaired).
     let mut written: Option<String> = None;
     loop {
-        ctx.routes_changed.notified().await;
-        tokio::time::sleep(COALESCE).await;
+        tokio::select! {
+            () = ctx.routes_changed.notified() => tokio::time::sleep(COALESCE).await,
+            () = tokio::time::sleep(ctx.settings.resync) => written = None,
+        }
         while !ctx.synced() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -41,9 +45,21 @@ pub async fn run(ctx: Arc<Context>) {
             .domains
             .state()
             .iter()
-            .filter_map(|domain| transport::entry(domain, &ctx.settings.cluster_domain))
+            .filter_map(|domain| transport::entry(domain))
             .collect();
         let text = transport::render(entries);
+        if written.is_none() {
+            let current = api
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|map| map.data?.remove(KEY));
+            if current.as_deref() == Some(text.as_str()) {
+                written = Some(text);
+                continue;
+            }
+        }
         if written.as_deref() == Some(text.as_str()) {
             continue;
         }

@@ -46,5 +46,5 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
         )
         .await;
     }
-    Ok(ctx.requeue_after(&[written]))
+    Ok(Action::requeue(ctx.recheck_after(&[written])))
 }

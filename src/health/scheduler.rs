@@ -17,8 +17,9 @@ use tokio_rustls::rustls::ClientConfig;
 use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::{debug, warn};
 
-use super::probe::{self, Report, Target};
+use super::probe::{self, Outcome, Report, Target};
 use super::tracker::{self, Health, Policy};
+use crate::api::domain::ProbeFailureClass;
 use crate::telemetry::Metrics;
 
 /// A domain, by namespace and name.
@@ -44,14 +45,30 @@ pub struct TlsCheck {
 enum Command {
     Upsert(DomainKey, Registration),
     Remove(DomainKey),
+    Retain(Vec<DomainKey>),
 }
 
 struct Entry {
     registration: Registration,
     tls_config: Option<Arc<ClientConfig>>,
     next_tls: Instant,
+    /// The last certificate check failed: every probe checks the certificate until one passes,
+    /// so a broken certificate counts towards failover at the probe period.
+    tls_failing: bool,
     queue_key: delay_queue::Key,
     in_flight: bool,
+    /// A probe came due while the previous one was still running; it starts when that ends.
+    overdue: bool,
+    /// Changes with the target, so a late result about an old target is ignored.
+    generation: u64,
+}
+
+/// A finished probe, for the loop.
+struct Done {
+    key: DomainKey,
+    generation: u64,
+    report: Report,
+    tls_checked: bool,
 }
 
 /// The probing service; reconciles register and read through it.
@@ -106,6 +123,14 @@ impl Prober {
         lock(&self.health).remove(key);
     }
 
+    /// Stops probing every domain not in `keep` (a relist may have missed deletions).
+    pub fn retain(&self, keep: &[DomainKey]) {
+        let keep: std::collections::HashSet<&DomainKey> = keep.iter().collect();
+        lock(&self.registered).retain(|key, _| keep.contains(key));
+        lock(&self.health).retain(|key, _| keep.contains(key));
+        let _ = self.commands.send(Command::Retain(keep.into_iter().cloned().collect()));
+    }
+
     /// What this replica has seen of `key`'s primary; `None` before its first probe.
     pub fn health(&self, key: &DomainKey) -> Option<Health> {
         lock(&self.health).get(key).cloned()
@@ -114,34 +139,54 @@ impl Prober {
     async fn run(self: Arc<Self>, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut queue: DelayQueue<DomainKey> = DelayQueue::new();
         let mut entries: HashMap<DomainKey, Entry> = HashMap::new();
-        let (done_sender, mut done) = mpsc::unbounded_channel::<(DomainKey, Report)>();
+        let (done_sender, mut done) = mpsc::unbounded_channel::<Done>();
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Command::Upsert(key, registration)) => self.upsert(&mut queue, &mut entries, key, registration),
-                    Some(Command::Remove(key)) => {
+                // The Prober owns the sender, and this loop owns the Prober: commands never end.
+                Some(command) = commands.recv() => match command {
+                    Command::Upsert(key, registration) => self.upsert(&mut queue, &mut entries, key, registration),
+                    Command::Remove(key) => {
                         if let Some(entry) = entries.remove(&key) {
                             queue.remove(&entry.queue_key);
                         }
                         // A result that landed between deregister() and now is stale too.
                         lock(&self.health).remove(&key);
                     }
-                    None => return,
+                    Command::Retain(keep) => {
+                        let keep: std::collections::HashSet<DomainKey> = keep.into_iter().collect();
+                        entries.retain(|key, entry| {
+                            let kept = keep.contains(key);
+                            if !kept {
+                                queue.remove(&entry.queue_key);
+                            }
+                            kept
+                        });
+                    }
                 },
                 Some(expired) = queue.next() => {
                     let key = expired.into_inner();
                     if let Some(entry) = entries.get_mut(&key) {
                         entry.queue_key = queue.insert(key.clone(), entry.registration.period);
-                        if !entry.in_flight {
-                            entry.in_flight = true;
+                        if entry.in_flight {
+                            entry.overdue = true;
+                        } else {
                             self.launch(key, entry, done_sender.clone());
                         }
                     }
                 },
-                Some((key, report)) = done.recv() => {
-                    let Some(entry) = entries.get_mut(&key) else { continue };
+                Some(finished) = done.recv() => {
+                    let Some(entry) = entries.get_mut(&finished.key) else { continue };
+                    if finished.generation != entry.generation {
+                        continue;
+                    }
                     entry.in_flight = false;
-                    self.observe(&key, &entry.registration.policy, report);
+                    if finished.tls_checked {
+                        entry.tls_failing = finished.report.outcome == Outcome::Failed(ProbeFailureClass::TlsFailure);
+                    }
+                    self.observe(&finished.key, &entry.registration.policy, finished.report);
+                    if std::mem::take(&mut entry.overdue) {
+                        self.launch(finished.key, entry, done_sender.clone());
+                    }
                 },
             }
         }
@@ -169,7 +214,17 @@ impl Prober {
                 });
         match entries.get_mut(&key) {
             Some(entry) => {
-                // New settings apply from the next probe on.
+                if entry.registration.target != registration.target {
+                    // Another server: a fresh count, and results still coming for the old one
+                    // are dropped.
+                    entry.generation += 1;
+                    entry.in_flight = false;
+                    entry.tls_failing = false;
+                    lock(&self.health).remove(&key);
+                }
+                if entry.registration.period != registration.period {
+                    queue.reset(&entry.queue_key, spread(&key, registration.period));
+                }
                 entry.registration = registration;
                 entry.tls_config = tls_config;
             }
@@ -184,31 +239,41 @@ impl Prober {
                         registration,
                         tls_config,
                         next_tls: Instant::now(),
+                        tls_failing: false,
                         queue_key,
                         in_flight: false,
+                        overdue: false,
+                        generation: 0,
                     },
                 );
             }
         }
     }
 
-    fn launch(self: &Arc<Self>, key: DomainKey, entry: &mut Entry, done: mpsc::UnboundedSender<(DomainKey, Report)>) {
+    fn launch(self: &Arc<Self>, key: DomainKey, entry: &mut Entry, done: mpsc::UnboundedSender<Done>) {
+        entry.in_flight = true;
         let now = Instant::now();
         let tls = match (&entry.registration.tls, &entry.tls_config) {
-            (Some(check), Some(config)) if now >= entry.next_tls => {
+            (Some(check), Some(config)) if entry.tls_failing || now >= entry.next_tls => {
                 entry.next_tls = now + check.period;
                 Some(config.clone())
             }
             _ => None,
         };
         let target = entry.registration.target.clone();
+        let generation = entry.generation;
         let prober = self.clone();
         tokio::spawn(async move {
             let Ok(_permit) = prober.permits.clone().acquire_owned().await else {
                 return;
             };
             let report = probe::probe(&target, &prober.helo, tls.as_ref()).await;
-            let _ = done.send((key, report));
+            let _ = done.send(Done {
+                key,
+                generation,
+                report,
+                tls_checked: tls.is_some(),
+            });
         });
     }
 

@@ -42,9 +42,41 @@ impl Policy {
     }
 }
 
+/// What a user is shown of a domain's recent probes: the latest result, and the runs of
+/// failures and successes up to their thresholds (a longer run changes nothing anyone acts
+/// on). Reconciles are asked for, and status is refreshed, only when this changes, or for the
+/// heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Visible<'a> {
+    result: &'a str,
+    failures: u32,
+    successes: u32,
+}
+
+impl<'a> Visible<'a> {
+    pub fn new(result: &'a str, failures: u32, successes: u32, failure_threshold: u32, success_threshold: u32) -> Self {
+        Self {
+            result,
+            failures: failures.min(failure_threshold),
+            successes: successes.min(success_threshold),
+        }
+    }
+}
+
+impl Health {
+    fn visible(&self, policy: &Policy) -> Visible<'static> {
+        Visible::new(
+            self.last.outcome.name(),
+            self.consecutive_failures,
+            self.consecutive_successes,
+            policy.failure_threshold,
+            policy.success_threshold,
+        )
+    }
+}
+
 /// Folds `report` into `previous`; returns the new record and whether the domain should be
-/// reconciled: on its first result, when the outcome changes, while a run of failures or
-/// successes climbs towards its threshold, and once per heartbeat otherwise.
+/// reconciled: when what a user sees changes ([`Visible`]), and once per heartbeat otherwise.
 pub fn record(
     previous: Option<&Health>,
     report: Report,
@@ -58,26 +90,23 @@ pub fn record(
         outcome if policy.counts(outcome) => (failures.saturating_add(1), 0),
         Outcome::Failed(_) => (0, 0),
     };
-    let notify = match previous {
-        None => true,
-        Some(previous) => {
-            previous.last.outcome != report.outcome
-                || (consecutive_failures > 0 && consecutive_failures <= policy.failure_threshold)
-                || (consecutive_successes > 0 && consecutive_successes <= policy.success_threshold)
-                || now.duration_since(previous.notified) >= policy.heartbeat
-        }
-    };
-    let notified = match previous {
-        Some(previous) if !notify => previous.notified,
-        _ => now,
-    };
-    let health = Health {
+    let mut health = Health {
         last: report,
         at,
         consecutive_failures,
         consecutive_successes,
-        notified,
+        notified: now,
     };
+    let notify = match previous {
+        None => true,
+        Some(previous) => {
+            previous.visible(policy) != health.visible(policy)
+                || now.duration_since(previous.notified) >= policy.heartbeat
+        }
+    };
+    if let (Some(previous), false) = (previous, notify) {
+        health.notified = previous.notified;
+    }
     (health, notify)
 }
 

@@ -118,6 +118,10 @@ pub fn primary_by_address(domain: &ContinuityDomain) -> Result<Option<(Service, 
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             ports: Some(vec![smtp_port(port)]),
+            // The Service's family must match the address, or kube-proxy ignores the Endpoints
+            // (and a cluster without that family refuses the Service, which status reports).
+            ip_families: Some(vec![if ip.is_ipv6() { "IPv6" } else { "IPv4" }.to_owned()]),
+            ip_family_policy: Some("SingleStack".into()),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -184,6 +188,10 @@ mod tests {
         );
         let subset = &endpoints.subsets.unwrap()[0];
         assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "192.0.2.25");
+        let mut v6 = domain.clone();
+        v6.spec.primary.host = "2001:db8::25".into();
+        let (front, _) = primary_by_address(&v6).unwrap().unwrap();
+        assert_eq!(front.spec.unwrap().ip_families, Some(vec!["IPv6".to_owned()]));
         assert_eq!(subset.ports.as_ref().unwrap()[0].port, 2525);
     }
 

@@ -173,6 +173,7 @@ mod tests {
         RoutingStatus {
             target,
             since: Time(at(since)),
+            next_hop: None,
         }
     }
 

@@ -6,15 +6,8 @@ use crate::api::ContinuityDomain;
 use crate::api::domain::RouteTarget;
 use crate::resources::next_hop;
 
-/// The map's line for `domain`: `None` while it serves no mail domain (not yet reconciled,
-/// invalid, or claimed elsewhere) or opts out with `routing.transportMap: false`.
-pub fn entry(domain: &ContinuityDomain, cluster_domain: &str) -> Option<(String, String)> {
-    let status = domain.status.as_ref()?;
-    let mail_domain = status.claimed_domain.clone()?;
-    if !domain.spec.routing.transport_map {
-        return None;
-    }
-    let target = status.routing.as_ref().map_or(RouteTarget::Primary, |r| r.target);
+/// The next hop for `target`, as the map lists it.
+pub fn next_hop(domain: &ContinuityDomain, target: RouteTarget, cluster_domain: &str) -> String {
     let (host, port) = match target {
         RouteTarget::Primary => (domain.spec.primary.host.clone(), domain.spec.primary.port),
         RouteTarget::Standby => match &domain.spec.routing.standby_next_hop {
@@ -25,7 +18,19 @@ pub fn entry(domain: &ContinuityDomain, cluster_domain: &str) -> Option<(String,
             ),
         },
     };
-    Some((mail_domain, format!("smtp:[{host}]:{port}")))
+    format!("smtp:[{host}]:{port}")
+}
+
+/// The map's line for `domain`, from its status: the mail domain it serves and the next hop
+/// recorded when its route was last decided. `None` while it serves no mail domain (not yet
+/// reconciled, invalid from the start, or claimed elsewhere) or opts out with
+/// `routing.transportMap: false`. A spec edit that is refused, or made while suspended,
+/// changes nothing here, as it changes nothing elsewhere.
+pub fn entry(domain: &ContinuityDomain) -> Option<(String, String)> {
+    let status = domain.status.as_ref()?;
+    let mail_domain = status.claimed_domain.clone()?;
+    let next_hop = status.routing.as_ref()?.next_hop.clone()?;
+    domain.spec.routing.transport_map.then_some((mail_domain, next_hop))
 }
 
 /// Renders the map, sorted by domain so that an unchanged set renders identically.
@@ -47,13 +52,14 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
-    fn serving(name: &str, target: Option<RouteTarget>) -> ContinuityDomain {
+    fn serving(name: &str, target: RouteTarget) -> ContinuityDomain {
         let mut domain: ContinuityDomain = fixture(name);
         domain.status = Some(ContinuityDomainStatus {
             claimed_domain: Some(domain.spec.domain.clone()),
-            routing: target.map(|target| RoutingStatus {
+            routing: Some(RoutingStatus {
                 target,
                 since: Time(Timestamp::UNIX_EPOCH),
+                next_hop: Some(next_hop(&domain, target, "cluster.local")),
             }),
             ..Default::default()
         });
@@ -62,36 +68,43 @@ mod tests {
 
     #[test]
     fn primary_and_standby_next_hops() {
-        let healthy = serving("domain-static.yaml", Some(RouteTarget::Primary));
+        let healthy = serving("domain-static.yaml", RouteTarget::Primary);
         assert_eq!(
-            entry(&healthy, "cluster.local"),
+            entry(&healthy),
             Some(("example.com".into(), "smtp:[192.0.2.25]:2525".into()))
         );
-        let failed = serving("domain-minimal.yaml", Some(RouteTarget::Standby));
+        let failed = serving("domain-minimal.yaml", RouteTarget::Standby);
         assert_eq!(
-            entry(&failed, "cluster.local").map(|e| e.1),
+            entry(&failed).map(|e| e.1),
             Some("smtp:[example-com-standby-mail.tenant-a.svc.cluster.local]:25".into())
         );
-        let mut external = failed.clone();
+        let mut external: ContinuityDomain = fixture("domain-minimal.yaml");
         external.spec.routing.standby_next_hop = Some(NextHop {
             host: "2001:db8::25".into(),
             port: 2525,
         });
         assert_eq!(
-            entry(&external, "cluster.local").map(|e| e.1),
-            Some("smtp:[2001:db8::25]:2525".into())
+            next_hop(&external, RouteTarget::Standby, "cluster.local"),
+            "smtp:[2001:db8::25]:2525"
         );
+    }
+
+    #[test]
+    fn the_line_follows_the_status_not_a_later_spec_edit() {
+        let mut edited = serving("domain-minimal.yaml", RouteTarget::Primary);
+        edited.spec.primary.host = "127.0.0.1".into(); // refused in status; routing unchanged
+        assert_eq!(entry(&edited).map(|e| e.1), Some("smtp:[mx.example.com]:25".into()));
     }
 
     #[test]
     fn domains_that_serve_nothing_are_left_out() {
         let mut unclaimed: ContinuityDomain = fixture("domain-minimal.yaml");
-        assert_eq!(entry(&unclaimed, "cluster.local"), None, "no status yet");
+        assert_eq!(entry(&unclaimed), None, "no status yet");
         unclaimed.status = Some(ContinuityDomainStatus::default());
-        assert_eq!(entry(&unclaimed, "cluster.local"), None, "claimed elsewhere or invalid");
-        let mut opted_out = serving("domain-minimal.yaml", None);
+        assert_eq!(entry(&unclaimed), None, "claimed elsewhere or invalid");
+        let mut opted_out = serving("domain-minimal.yaml", RouteTarget::Primary);
         opted_out.spec.routing.transport_map = false;
-        assert_eq!(entry(&opted_out, "cluster.local"), None);
+        assert_eq!(entry(&opted_out), None);
     }
 
     #[test]

@@ -5,14 +5,16 @@ use std::time::Duration;
 use crate::api::ContinuityDomain;
 use crate::api::conditions::{self, Desired, Status, reasons, types};
 use crate::api::domain::{
-    ContinuityDomainStatus, ContinuityEvents, DomainPhase, PrimaryProbeStatus, RouteTarget, RoutingStatus, UsersStatus,
+    ContinuityDomainStatus, ContinuityEvents, DomainPhase, HealthCheck, PrimaryProbeStatus, RouteTarget, RoutingStatus,
+    UsersStatus,
 };
 use crate::api::validation::{self, Violation};
 use crate::claims::ClaimOutcome;
 use crate::health::probe::Outcome;
-use crate::health::tracker::Health;
+use crate::health::tracker::{Health, Visible};
 use crate::routing::decision::{Decision, Flip};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 /// What the controller found out about a domain in this reconcile.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +31,8 @@ pub struct DomainFacts {
     pub decision: Option<Decision>,
     /// Why the API server refused a child this reconcile built, if it did.
     pub rejected: Option<String>,
+    /// The next hop of the decided route, as the transport map lists it.
+    pub next_hop: Option<String>,
 }
 
 impl DomainFacts {
@@ -184,7 +188,8 @@ pub fn compute(
         routing: match &facts.decision {
             Some(decision) => Some(RoutingStatus {
                 target: decision.target,
-                since: Time(decision.since),
+                since: Time(whole_seconds(decision.since)),
+                next_hop: facts.next_hop.clone(),
             }),
             None => previous.routing.clone(),
         },
@@ -206,19 +211,28 @@ pub fn compute(
 fn primary_reachable(domain: &ContinuityDomain, health: Option<&Health>, previous: &ContinuityDomainStatus) -> Desired {
     match health {
         Some(health) => match health.last.outcome {
-            // No latency or time here: a condition must read the same for every probe with the
-            // same outcome, or each write would cause the next (see status.primary instead).
+            // Nothing that varies between probes with the same outcome (latency, a banner with
+            // the date, which address answered): each write would cause the next. Those go in
+            // status.primary, refreshed under the heartbeat rule.
             Outcome::Ok => Desired::new(
                 types::PRIMARY_REACHABLE,
                 Status::True,
                 reasons::REACHABLE,
-                format!("{}: {}", domain.spec.primary.host, health.last.detail),
+                format!(
+                    "{}:{} accepts SMTP connections",
+                    domain.spec.primary.host, domain.spec.primary.port
+                ),
             ),
             Outcome::Failed(class) => Desired::new(
                 types::PRIMARY_REACHABLE,
                 Status::False,
                 class.name(),
-                format!("{}: {}", domain.spec.primary.host, health.last.detail),
+                format!(
+                    "{}:{}: {}",
+                    domain.spec.primary.host,
+                    domain.spec.primary.port,
+                    class.describe()
+                ),
             ),
         },
         None => Desired::carried(&previous.conditions, types::PRIMARY_REACHABLE).unwrap_or_else(|| {
@@ -244,23 +258,38 @@ fn probe_status(
         return previous.cloned();
     };
     let fresh = PrimaryProbeStatus {
-        last_probe_time: Time(health.at),
+        last_probe_time: Time(whole_seconds(health.at)),
         result: health.last.outcome.name().to_owned(),
         latency_milliseconds: u64::try_from(health.last.latency.as_millis()).unwrap_or(u64::MAX),
         consecutive_failures: health.consecutive_failures,
         consecutive_successes: health.consecutive_successes,
+        detail: Some(health.last.detail.clone()),
     };
     let check = &domain.spec.health_check;
-    let climbing = (fresh.consecutive_failures > 0 && fresh.consecutive_failures <= check.failure_threshold)
-        || (fresh.consecutive_successes > 0 && fresh.consecutive_successes <= check.success_threshold);
     let refresh = match previous {
         None => true,
         Some(previous) => {
             let age = Duration::try_from(now.0.duration_since(previous.last_probe_time.0)).unwrap_or_default();
-            previous.result != fresh.result || climbing || age >= heartbeat / 2
+            visible(previous, check) != visible(&fresh, check) || age >= heartbeat / 2
         }
     };
     if refresh { Some(fresh) } else { previous.cloned() }
+}
+
+fn visible<'a>(probe: &'a PrimaryProbeStatus, check: &HealthCheck) -> Visible<'a> {
+    Visible::new(
+        &probe.result,
+        probe.consecutive_failures,
+        probe.consecutive_successes,
+        check.failure_threshold,
+        check.success_threshold,
+    )
+}
+
+/// `t` without its fraction of a second. Kubernetes stores times in whole seconds, so a status
+/// holding fractions would never equal the one read back, and would be written again.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 fn continuity_events(
@@ -294,7 +323,6 @@ mod tests {
     use crate::health::probe::Report;
     use crate::routing::decision::decide;
     use crate::testing::fixture;
-    use k8s_openapi::jiff::Timestamp;
 
     const HEARTBEAT: Duration = Duration::from_secs(60);
 
@@ -310,6 +338,7 @@ mod tests {
             health: None,
             decision: None,
             rejected: None,
+            next_hop: None,
         }
     }
 

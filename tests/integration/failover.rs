@@ -359,42 +359,63 @@ async fn a_loopback_primary_address_is_refused_with_a_reason() {
     assert!(message.contains("cannot route to"), "{message}");
 }
 
-/// Labelled edits of an unchanged domain must not disturb a healthy route.
+/// A healthy, unchanged domain: probes go on, status is not rewritten, and a metadata edit
+/// changes nothing either.
 #[tokio::test]
 async fn a_healthy_domain_stays_put_and_writes_status_only_on_the_heartbeat() {
     let scene = Scene::new("quiet").await;
-    let primary = Postfix::start("primary", Role::Mailbox { domain: &scene.mail }).await;
+    let primary = Peer::start(Behavior::Smtp(None)).await;
     scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
     let domains: Api<ContinuityDomain> = scene.api();
     reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
-    // Past the run to the success threshold, then ten more one-second probes.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Past the run to the success threshold and the memo window.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let operator = &scene.operator;
-    let writes = operator
-        .metric(r#"continuity_api_writes_total{resource="ContinuityDomain",operation="status"}"#)
-        .await;
+    let status_writes = r#"continuity_api_writes_total{resource="ContinuityDomain",operation="status"}"#;
+    let writes = operator.metric(status_writes).await;
     let probes = operator.metric(r#"continuity_probes_total{result="Ok"}"#).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let more_probes = operator.metric(r#"continuity_probes_total{result="Ok"}"#).await - probes;
-    let more_writes = operator
-        .metric(r#"continuity_api_writes_total{resource="ContinuityDomain",operation="status"}"#)
-        .await
-        - writes;
-    assert!(more_probes >= 8.0, "probes continue ({more_probes} in 10 s)");
-    assert_eq!(
-        more_writes, 0.0,
-        "{more_probes} successful probes wrote status {more_writes} times"
-    );
     let patch = serde_json::json!({ "metadata": { "labels": { "touched": "yes" } } });
     domains
         .patch("d", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("labelling");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let more_probes = operator.metric(r#"continuity_probes_total{result="Ok"}"#).await - probes;
+    let more_writes = operator.metric(status_writes).await - writes;
+    assert!(more_probes >= 8.0, "probes continue ({more_probes} in 10 s)");
     assert_eq!(
-        route(&domains, "d", RouteTarget::Primary)
-            .await
-            .status
-            .and_then(|s| s.continuity),
-        None
+        more_writes, 0.0,
+        "{more_probes} successful probes and a label edit wrote status {more_writes} times"
+    );
+    let status = domains.get("d").await.expect("domain").status.expect("status");
+    assert_eq!(status.routing.map(|r| r.target), Some(RouteTarget::Primary));
+    assert_eq!(status.continuity, None, "never activated");
+}
+
+/// SPEC 4.9: a refused edit takes nothing down. The route, its Service and the transport map
+/// stay as they were.
+#[tokio::test]
+async fn a_refused_edit_leaves_routing_and_the_transport_map_alone() {
+    let scene = Scene::new("refused-edit").await;
+    let primary = Peer::start(Behavior::Smtp(None)).await;
+    scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
+    let line = format!("{}\tsmtp:[localhost]:{}", scene.mail, primary.port);
+    transport_map_lists(&scene, &line).await;
+
+    let broken = probed_domain("d", &scene.mail, primary.port, "").replace("host: localhost", "host: 127.0.0.1");
+    scene.apply(&broken).await;
+    reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        transport_map(&scene).await.lines().any(|l| l == line),
+        "{}",
+        transport_map(&scene).await
+    );
+    let services: Api<Service> = scene.api();
+    assert_eq!(
+        external_name(&services.get("d-next-hop").await.expect("Service")),
+        "localhost"
     );
 }

@@ -1,8 +1,7 @@
 //! The SMTP probe against real peers: Postfix running and stopped, and scripted fault peers
 //! for every failure class; and the scheduler keeping one slow primary from delaying others.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use continuity_operator::api::domain::ProbeFailureClass;
@@ -11,6 +10,7 @@ use continuity_operator::health::scheduler::{Prober, Registration};
 use continuity_operator::health::tracker::Policy;
 use continuity_operator::telemetry::Metrics;
 
+use crate::common::wait_for;
 use crate::peers::{Behavior, Peer, PrivateCa};
 use crate::postfix::{Postfix, Role};
 
@@ -47,6 +47,11 @@ async fn a_running_postfix_is_reachable_and_a_stopped_one_refuses() {
         "{}",
         healthy.detail
     );
+    // The probe said goodbye: Postfix logs a clean QUIT, not a lost connection.
+    wait_for("Postfix to log the QUIT", Duration::from_secs(10), || async {
+        postfix.log().contains("quit=1").then_some(())
+    })
+    .await;
     postfix.stop();
     let stopped = probe::probe(&target("127.0.0.1", postfix.port, 2000), "probe.test", None).await;
     assert_eq!(
@@ -55,8 +60,6 @@ async fn a_running_postfix_is_reachable_and_a_stopped_one_refuses() {
         "{}",
         stopped.detail
     );
-    // The probe said goodbye: Postfix logged a clean QUIT, not a lost connection.
-    assert!(postfix.log().contains("quit=1"), "{}", postfix.log());
 }
 
 #[tokio::test]
@@ -112,29 +115,10 @@ async fn the_certificate_check_fails_on_every_tls_problem_and_passes_a_trusted_c
     assert!(detail.contains("certificate verified"), "{detail}");
 }
 
-#[tokio::test]
-async fn a_primary_that_never_speaks_delays_no_other_domain() {
-    let silent = Peer::start(Behavior::Silent).await;
-    let mut healthy = Vec::new();
-    for _ in 0..20 {
-        healthy.push(Peer::start(Behavior::Smtp(None)).await);
-    }
-    let notified: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let counter = notified.clone();
-    // One probe at a time would let the silent primary block the others for its 2 s timeout;
-    // with 4 slots the rest go on.
-    let (prober, run) = Prober::new(
-        "probe.test".into(),
-        4,
-        Arc::new(Metrics::default()),
-        move |(_, name)| {
-            *counter.lock().unwrap().entry(name.clone()).or_default() += 1;
-        },
-    );
-    tokio::spawn(run);
-    let registration = |port: u16, timeout_ms: u64| Registration {
+fn registration(port: u16, period_ms: u64, timeout_ms: u64) -> Registration {
+    Registration {
         target: target("127.0.0.1", port, timeout_ms),
-        period: Duration::from_millis(200),
+        period: Duration::from_millis(period_ms),
         policy: Policy {
             failure_threshold: 3,
             success_threshold: 3,
@@ -142,20 +126,40 @@ async fn a_primary_that_never_speaks_delays_no_other_domain() {
             heartbeat: Duration::from_secs(60),
         },
         tls: None,
-    };
-    prober.register(
-        &("ns".into(), "silent".into()),
-        Registration {
-            period: Duration::from_millis(2000),
-            ..registration(silent.port, 2000)
-        },
-    );
+    }
+}
+
+fn key(name: &str) -> (String, String) {
+    ("ns".into(), name.into())
+}
+
+fn prober(concurrency: usize) -> Arc<Prober> {
+    let (prober, run) = Prober::new("probe.test".into(), concurrency, Arc::new(Metrics::default()), |_| {});
+    tokio::spawn(run);
+    prober
+}
+
+#[tokio::test]
+async fn a_primary_that_never_speaks_delays_no_other_domain() {
+    let silent = Peer::start(Behavior::Silent).await;
+    let mut healthy = Vec::new();
+    for _ in 0..20 {
+        healthy.push(Peer::start(Behavior::Smtp(None)).await);
+    }
+    // Four probe slots: the silent primary holds one for its whole 2 s timeout, the others
+    // keep probing every 200 ms. (With one slot, it would block them all.)
+    let prober = prober(4);
+    prober.register(&key("silent"), registration(silent.port, 300, 2000));
     for (i, peer) in healthy.iter().enumerate() {
-        prober.register(&("ns".into(), format!("healthy-{i}")), registration(peer.port, 500));
+        prober.register(&key(&format!("healthy-{i}")), registration(peer.port, 200, 500));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        prober.health(&key("silent")).is_none(),
+        "its first probe (started within 300 ms) is still waiting"
+    );
     for i in 0..healthy.len() {
-        let health = prober.health(&("ns".into(), format!("healthy-{i}"))).expect("probed");
+        let health = prober.health(&key(&format!("healthy-{i}"))).expect("probed");
         assert_eq!(health.last.outcome, Outcome::Ok);
         assert!(
             health.consecutive_successes >= 4,
@@ -163,14 +167,53 @@ async fn a_primary_that_never_speaks_delays_no_other_domain() {
             health.consecutive_successes
         );
     }
-    assert!(
-        prober.health(&("ns".into(), "silent".into())).is_none(),
-        "the silent one is still waiting for its greeting"
+    wait_for("the silent primary's timeout", Duration::from_secs(5), || async {
+        let health = prober.health(&key("silent"))?;
+        (health.last.outcome == Outcome::Failed(ProbeFailureClass::Timeout)).then_some(())
+    })
+    .await;
+}
+
+/// The certificate is checked only every hour, but once a check fails every probe checks it,
+/// so a broken certificate reaches the failure threshold at the probe period.
+#[tokio::test]
+async fn a_failing_certificate_check_counts_at_the_probe_period() {
+    let ca = PrivateCa::new();
+    let peer = Peer::start(Behavior::Smtp(Some(ca.server.clone()))).await;
+    let prober = prober(4);
+    let tls = continuity_operator::health::scheduler::TlsCheck {
+        period: Duration::from_secs(3600),
+        ca_bundle: None, // the private CA is not trusted
+    };
+    prober.register(
+        &key("tls"),
+        Registration {
+            tls: Some(tls),
+            ..registration(peer.port, 200, 1000)
+        },
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let silent_health = prober
-        .health(&("ns".into(), "silent".into()))
-        .expect("timed out by now");
-    assert_eq!(silent_health.last.outcome, Outcome::Failed(ProbeFailureClass::Timeout));
-    assert!(notified.lock().unwrap().contains_key("silent"));
+    let health = wait_for(
+        "three certificate failures in a row",
+        Duration::from_secs(10),
+        || async { prober.health(&key("tls")).filter(|h| h.consecutive_failures >= 3) },
+    )
+    .await;
+    assert_eq!(
+        health.last.outcome,
+        Outcome::Failed(ProbeFailureClass::TlsFailure),
+        "{}",
+        health.last.detail
+    );
+}
+
+#[tokio::test]
+async fn a_new_period_applies_at_once() {
+    let peer = Peer::start(Behavior::Smtp(None)).await;
+    let prober = prober(4);
+    prober.register(&key("d"), registration(peer.port, 3_600_000, 1000));
+    prober.register(&key("d"), registration(peer.port, 100, 1000));
+    wait_for("probes at the new period", Duration::from_secs(5), || async {
+        prober.health(&key("d")).filter(|h| h.consecutive_successes >= 3)
+    })
+    .await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -90,6 +90,9 @@ async fn serve(mut stream: tokio::net::TcpStream, behavior: Behavior) -> std::io
             let mut session = BufReader::new(stream);
             session.get_mut().write_all(b"220 peer.test ESMTP\r\n").await?;
             if converse(&mut session, true).await? {
+                // Wait for the client's hello, so that the handshake itself fails.
+                let mut hello = [0u8; 16];
+                let _ = session.get_mut().read(&mut hello).await?;
                 session
                     .get_mut()
                     .write_all(b"this is not a TLS server hello\r\n")

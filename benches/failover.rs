@@ -14,86 +14,28 @@
 #[allow(dead_code)]
 #[path = "../tests/integration/common.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/integration/peers.rs"]
+mod peers;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Scene, domain_yaml, wait_for};
 use continuity_operator::api::ContinuityDomain;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
-use common::{Scene, domain_yaml, wait_for};
+use peers::{Behavior, Peer};
 
 /// How a primary dies.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Death {
+    /// It stops listening: probes are refused.
     Refused,
+    /// It accepts connections and never greets: probes time out.
     Silent,
-}
-
-/// A scripted primary that can stop listening or go silent.
-struct Primary {
-    port: u16,
-    silent: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Primary {
-    async fn start() -> Primary {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listener");
-        let port = listener.local_addr().expect("address").port();
-        let silent = Arc::new(AtomicBool::new(false));
-        let quiet = silent.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let quiet = quiet.clone();
-                tokio::spawn(async move {
-                    if quiet.load(Ordering::Relaxed) {
-                        // Hold the connection open and say nothing.
-                        let _held = stream;
-                        std::future::pending::<()>().await;
-                    } else {
-                        let _ = converse(stream).await;
-                    }
-                });
-            }
-        });
-        Primary { port, silent, task }
-    }
-
-    fn die(&self, death: Death) {
-        match death {
-            Death::Refused => self.task.abort(),
-            Death::Silent => self.silent.store(true, Ordering::Relaxed),
-        }
-    }
-}
-
-async fn converse(stream: tokio::net::TcpStream) -> std::io::Result<()> {
-    let mut session = BufReader::new(stream);
-    session.get_mut().write_all(b"220 primary.test ESMTP\r\n").await?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if session.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let reply: &[u8] = if line.starts_with("EHLO") {
-            b"250 primary.test\r\n"
-        } else {
-            b"221 Bye\r\n"
-        };
-        session.get_mut().write_all(reply).await?;
-        if reply.starts_with(b"221") {
-            return Ok(());
-        }
-    }
 }
 
 fn main() {
@@ -112,7 +54,7 @@ async fn run(per_kind: usize) {
         .collect();
     let mut primaries = Vec::new();
     for i in 0..deaths.len() {
-        let primary = Primary::start().await;
+        let primary = Peer::start(Behavior::Smtp(None)).await;
         let mail = format!("d{i}.{}", scene.mail);
         let yaml = domain_yaml(&format!("d{i}"), &mail).replace(
             &format!("host: mx.{mail}"),
@@ -122,7 +64,7 @@ async fn run(per_kind: usize) {
             ),
         );
         scene.apply(&yaml).await;
-        primaries.push(primary);
+        primaries.push(Some(primary));
     }
     let domains: Api<ContinuityDomain> = scene.api();
     wait_for("every primary probed healthy", Duration::from_secs(120), || async {
@@ -162,11 +104,14 @@ async fn run(per_kind: usize) {
     });
 
     let mut died_at = HashMap::new();
-    for (i, (primary, death)) in primaries.iter().zip(&deaths).enumerate() {
+    for (i, (primary, death)) in primaries.iter_mut().zip(&deaths).enumerate() {
         // 0.7 s apart plus a varying part, so deaths land all over the 1 s probe cycle.
         tokio::time::sleep(Duration::from_millis(700 + (i as u64 * 137) % 300)).await;
         died_at.insert(format!("d{i}"), (Instant::now(), *death));
-        primary.die(*death);
+        match death {
+            Death::Refused => drop(primary.take()),
+            Death::Silent => primary.as_ref().expect("alive").go_silent(),
+        }
     }
     let mut latencies: HashMap<Death, Vec<Duration>> = HashMap::new();
     let mut seen = std::collections::HashSet::new();

@@ -11,19 +11,25 @@
 //! listeners run in a child process (this binary with `--serve`), so the CPU time counted is
 //! the prober's alone.
 
+#[allow(dead_code)]
+#[path = "../tests/integration/common.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "../tests/integration/peers.rs"]
+mod peers;
+
 use std::io::{BufRead, BufReader as StdBufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use continuity_operator::api::domain::ProbeFailureClass;
 use continuity_operator::health::probe::{self, Outcome, Target};
-use continuity_operator::health::scheduler::{Prober, Registration};
-use continuity_operator::health::tracker::Policy;
+use continuity_operator::health::scheduler::Prober;
 use continuity_operator::telemetry::Metrics;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+
+use common::probe_registration;
+use peers::{Behavior, Peer};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -102,22 +108,7 @@ async fn run_scheduled(ports: &[u16], duration: Duration) -> (u64, u64, Duration
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     for (i, &port) in ports.iter().enumerate() {
-        let registration = Registration {
-            target: Target {
-                host: "127.0.0.1".into(),
-                port,
-                timeout: Duration::from_secs(2),
-            },
-            period: Duration::from_millis(10),
-            policy: Policy {
-                failure_threshold: 3,
-                success_threshold: 3,
-                failure_classes: ProbeFailureClass::ALL.to_vec(),
-                heartbeat: Duration::from_secs(60),
-            },
-            tls: None,
-        };
-        prober.register(&("bench".into(), format!("d{i}")), registration);
+        prober.register(&("bench".into(), format!("d{i}")), probe_registration(port, 10, 2000));
     }
     tokio::time::sleep(duration).await;
     let text = metrics.encode();
@@ -207,46 +198,19 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// The listener side: `count` minimal SMTP servers on 127.0.0.1, ports printed on stdout.
+/// The listener side: `count` scripted SMTP servers on 127.0.0.1, ports printed on stdout.
 fn serve(count: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
+        let mut peers = Vec::with_capacity(count);
         for _ in 0..count {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("listener");
-            println!("{}", listener.local_addr().expect("address").port());
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(async move {
-                        let _ = smtp(stream).await;
-                    });
-                }
-            });
+            let peer = Peer::start(Behavior::Smtp(None)).await;
+            println!("{}", peer.port);
+            peers.push(peer);
         }
         std::future::pending::<()>().await;
     });
-}
-
-async fn smtp(stream: tokio::net::TcpStream) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let mut session = BufReader::new(stream);
-    session.get_mut().write_all(b"220 bench.test ESMTP\r\n").await?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if session.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        if line.starts_with("EHLO") {
-            session
-                .get_mut()
-                .write_all(b"250-bench.test\r\n250 8BITMIME\r\n")
-                .await?;
-        } else {
-            session.get_mut().write_all(b"221 Bye\r\n").await?;
-            return Ok(());
-        }
-    }
 }

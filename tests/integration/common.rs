@@ -429,6 +429,30 @@ impl Operator {
     }
 }
 
+/// How to probe 127.0.0.1:`port` every `period_ms`, counting every failure class.
+pub fn probe_registration(
+    port: u16,
+    period_ms: u64,
+    timeout_ms: u64,
+) -> continuity_operator::health::scheduler::Registration {
+    use continuity_operator::api::domain::ProbeFailureClass;
+    continuity_operator::health::scheduler::Registration {
+        target: continuity_operator::health::probe::Target {
+            host: "127.0.0.1".into(),
+            port,
+            timeout: Duration::from_millis(timeout_ms),
+        },
+        period: Duration::from_millis(period_ms),
+        policy: continuity_operator::health::tracker::Policy {
+            failure_threshold: 3,
+            success_threshold: 3,
+            failure_classes: ProbeFailureClass::ALL.to_vec(),
+            heartbeat: Duration::from_secs(60),
+        },
+        tls: None,
+    }
+}
+
 /// Sums every series of `family` in a Prometheus text exposition.
 pub fn metric_sum(body: &str, family: &str) -> f64 {
     body.lines()

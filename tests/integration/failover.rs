@@ -419,3 +419,20 @@ async fn a_refused_edit_leaves_routing_and_the_transport_map_alone() {
         "localhost"
     );
 }
+
+/// A primary that hangs (accepts connections, never greets) fails over on timeouts.
+#[tokio::test]
+async fn a_hung_primary_fails_over_on_timeouts() {
+    let scene = Scene::new("hung").await;
+    let primary = Peer::start(Behavior::Smtp(None)).await;
+    scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
+    primary.go_silent();
+    reach(&domains, "d", "ContinuityActive", "True", "PrimaryUnreachable").await;
+    let status = domains.get("d").await.expect("domain").status.expect("status");
+    assert_eq!(
+        condition(&status.conditions, "PrimaryReachable").map(|c| c.1),
+        Some("Timeout".into())
+    );
+}

@@ -7,10 +7,9 @@ use std::time::Duration;
 use continuity_operator::api::domain::ProbeFailureClass;
 use continuity_operator::health::probe::{self, Outcome, Target, verifying_tls};
 use continuity_operator::health::scheduler::{Prober, Registration};
-use continuity_operator::health::tracker::Policy;
 use continuity_operator::telemetry::Metrics;
 
-use crate::common::wait_for;
+use crate::common::{probe_registration, wait_for};
 use crate::peers::{Behavior, Peer, PrivateCa};
 use crate::postfix::{Postfix, Role};
 
@@ -115,20 +114,6 @@ async fn the_certificate_check_fails_on_every_tls_problem_and_passes_a_trusted_c
     assert!(detail.contains("certificate verified"), "{detail}");
 }
 
-fn registration(port: u16, period_ms: u64, timeout_ms: u64) -> Registration {
-    Registration {
-        target: target("127.0.0.1", port, timeout_ms),
-        period: Duration::from_millis(period_ms),
-        policy: Policy {
-            failure_threshold: 3,
-            success_threshold: 3,
-            failure_classes: ProbeFailureClass::ALL.to_vec(),
-            heartbeat: Duration::from_secs(60),
-        },
-        tls: None,
-    }
-}
-
 fn key(name: &str) -> (String, String) {
     ("ns".into(), name.into())
 }
@@ -149,9 +134,9 @@ async fn a_primary_that_never_speaks_delays_no_other_domain() {
     // Four probe slots: the silent primary holds one for its whole 2 s timeout, the others
     // keep probing every 200 ms. (With one slot, it would block them all.)
     let prober = prober(4);
-    prober.register(&key("silent"), registration(silent.port, 300, 2000));
+    prober.register(&key("silent"), probe_registration(silent.port, 300, 2000));
     for (i, peer) in healthy.iter().enumerate() {
-        prober.register(&key(&format!("healthy-{i}")), registration(peer.port, 200, 500));
+        prober.register(&key(&format!("healthy-{i}")), probe_registration(peer.port, 200, 500));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -189,7 +174,7 @@ async fn a_failing_certificate_check_counts_at_the_probe_period() {
         &key("tls"),
         Registration {
             tls: Some(tls),
-            ..registration(peer.port, 200, 1000)
+            ..probe_registration(peer.port, 200, 1000)
         },
     );
     let health = wait_for(
@@ -210,8 +195,8 @@ async fn a_failing_certificate_check_counts_at_the_probe_period() {
 async fn a_new_period_applies_at_once() {
     let peer = Peer::start(Behavior::Smtp(None)).await;
     let prober = prober(4);
-    prober.register(&key("d"), registration(peer.port, 3_600_000, 1000));
-    prober.register(&key("d"), registration(peer.port, 100, 1000));
+    prober.register(&key("d"), probe_registration(peer.port, 3_600_000, 1000));
+    prober.register(&key("d"), probe_registration(peer.port, 100, 1000));
     wait_for("probes at the new period", Duration::from_secs(5), || async {
         prober.health(&key("d")).filter(|h| h.consecutive_successes >= 3)
     })

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -28,9 +29,11 @@ pub enum Behavior {
     BrokenTls,
 }
 
-/// A listening peer on 127.0.0.1; it stops when dropped.
+/// A listening peer on 127.0.0.1; it stops listening when dropped (connections are then
+/// refused), and [`Peer::go_silent`] makes it accept and never speak.
 pub struct Peer {
     pub port: u16,
+    silent: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,19 +50,32 @@ impl Peer {
             .local_addr()
             .map(|a: SocketAddr| a.port())
             .expect("peer address");
+        let silent = Arc::new(AtomicBool::new(false));
+        let silenced = silent.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let behavior = behavior.clone();
+                let behavior = if silenced.load(Ordering::Relaxed) {
+                    Behavior::Silent
+                } else {
+                    behavior.clone()
+                };
                 tokio::spawn(async move {
                     let _ = serve(stream, behavior).await;
                 });
             }
         });
-        Peer { port, task }
+        Peer { port, silent, task }
+    }
+
+    /// From now on, accepts connections and says nothing (a hung server).
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::Relaxed);
     }
 }
 
 async fn serve(mut stream: tokio::net::TcpStream, behavior: Behavior) -> std::io::Result<()> {
+    // Replies follow requests: no Nagle delay (as Postfix does).
+    let _ = stream.set_nodelay(true);
     match behavior {
         Behavior::Silent => {
             std::future::pending::<()>().await;

@@ -14,9 +14,12 @@ step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
 
 step "Debian packages"
 # Postfix plays the customers' primaries and the provider's gateway in the tests; it must not
-# configure (or start) a system mail service of its own.
+# configure (or start) a system mail service of its own. Postfix and Dovecot also run the
+# standby's rendered configuration, Dovecot as the mail user its image has (vmail).
 echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
-ensure_packages curl openssl python3-venv postfix swaks
+ensure_packages curl openssl python3-venv postfix swaks dovecot-imapd dovecot-lmtpd
+getent passwd vmail >/dev/null ||
+  as_root useradd --system --user-group --no-create-home --shell /usr/sbin/nologin vmail
 
 step "control plane binaries (built once, then cached)"
 hack/control-plane.sh build >/dev/null

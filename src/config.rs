@@ -1,11 +1,15 @@
 //! Command-line flags of the operator binary (each also settable by environment variable, as
 //! the Helm chart does).
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
 
+use crate::resources::network_policy::GatewayPeers;
+use crate::resources::{Environment, Images};
+use crate::standby::images;
 use crate::telemetry::logging::LogFormat;
 use crate::{Error, Result};
 
@@ -82,6 +86,34 @@ pub struct Config {
     #[arg(long, env = "TRANSPORT_MAP_NAMESPACE")]
     pub transport_map_namespace: Option<String>,
 
+    /// Postfix image of the standby mail pods, unless a domain names its own.
+    #[arg(long, env = "POSTFIX_IMAGE", default_value = images::POSTFIX)]
+    pub postfix_image: String,
+
+    /// Dovecot image of the standby mail pods, unless a domain names its own. It must be
+    /// Dovecot 2.3: the rendered configuration is 2.3's.
+    #[arg(long, env = "DOVECOT_IMAGE", default_value = images::DOVECOT)]
+    pub dovecot_image: String,
+
+    /// Roundcube image of the standby webmail, unless a domain names its own: a non-root
+    /// variant listening on port 8000.
+    #[arg(long, env = "WEBMAIL_IMAGE", default_value = images::WEBMAIL)]
+    pub webmail_image: String,
+
+    /// Labels (`key=value,...`) of the namespaces whose pods may send SMTP to the standbys:
+    /// the provider's inbound gateway. Default: the transport map's namespace.
+    #[arg(long, env = "GATEWAY_NAMESPACE_LABELS")]
+    pub gateway_namespace_labels: Option<String>,
+
+    /// Labels (`key=value,...`) of the gateway's pods in those namespaces (default: any pod).
+    #[arg(long, env = "GATEWAY_POD_LABELS", default_value = "")]
+    pub gateway_pod_labels: String,
+
+    /// Address ranges (comma-separated CIDRs) of gateways outside the cluster that may send
+    /// SMTP to the standbys.
+    #[arg(long, env = "GATEWAY_CIDRS", value_delimiter = ',')]
+    pub gateway_cidrs: Vec<String>,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -117,8 +149,62 @@ impl Config {
         if self.max_concurrent_reconciles == 0 {
             return Err(Error::Config("--max-concurrent-reconciles must be at least 1".into()));
         }
+        if let Some(labels) = &self.gateway_namespace_labels {
+            parse_labels("--gateway-namespace-labels", labels)?;
+        }
+        parse_labels("--gateway-pod-labels", &self.gateway_pod_labels)?;
+        for cidr in &self.gateway_cidrs {
+            parse_cidr(cidr)?;
+        }
         Ok(())
     }
+
+    /// What the children's builders need from this configuration. `gateway_namespace` is
+    /// where the gateway runs unless `--gateway-namespace-labels` says otherwise.
+    pub fn environment(&self, gateway_namespace: &str) -> Result<Environment> {
+        let namespace_labels = match &self.gateway_namespace_labels {
+            Some(labels) => parse_labels("--gateway-namespace-labels", labels)?,
+            None => BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), gateway_namespace.to_owned())]),
+        };
+        Ok(Environment {
+            cluster_domain: self.cluster_domain.clone(),
+            images: Images {
+                postfix: self.postfix_image.clone(),
+                dovecot: self.dovecot_image.clone(),
+                webmail: self.webmail_image.clone(),
+            },
+            gateway: GatewayPeers {
+                namespace_labels,
+                pod_labels: parse_labels("--gateway-pod-labels", &self.gateway_pod_labels)?,
+                cidrs: self.gateway_cidrs.clone(),
+            },
+        })
+    }
+}
+
+/// Parses `key=value,key=value` (empty: no labels).
+fn parse_labels(flag: &str, text: &str) -> Result<BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+            _ => Err(Error::Config(format!("{flag}: {pair:?} is not key=value"))),
+        })
+        .collect()
+}
+
+/// Checks an `address/prefix` range.
+fn parse_cidr(text: &str) -> Result<()> {
+    let invalid = || Error::Config(format!("--gateway-cidrs: {text:?} is not a CIDR like 192.0.2.0/24"));
+    let (address, prefix) = text.split_once('/').ok_or_else(invalid)?;
+    let address: IpAddr = address.parse().map_err(|_| invalid())?;
+    let prefix: u8 = prefix.parse().map_err(|_| invalid())?;
+    let longest = if address.is_ipv4() { 32 } else { 128 };
+    if prefix > longest {
+        return Err(invalid());
+    }
+    Ok(())
 }
 
 /// Parses `500ms`, `15s`, `10m` or `1h`.
@@ -162,5 +248,36 @@ mod tests {
         assert!(busy.check().unwrap_err().to_string().contains("longer than zero"));
         let chatty = Config::parse_from(["continuity-operator", "--status-heartbeat", "1s"]);
         assert!(chatty.check().unwrap_err().to_string().contains("at least 10s"));
+    }
+
+    #[test]
+    fn the_gateway_defaults_to_a_namespace_and_bad_selectors_are_refused() {
+        let config = Config::parse_from(["continuity-operator"]);
+        let environment = config.environment("mail-gateway").unwrap();
+        assert_eq!(
+            environment.gateway.namespace_labels,
+            BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), "mail-gateway".to_owned())])
+        );
+        assert!(environment.gateway.pod_labels.is_empty() && environment.gateway.cidrs.is_empty());
+        assert_eq!(environment.images.dovecot, images::DOVECOT);
+
+        let custom = Config::parse_from([
+            "continuity-operator",
+            "--gateway-namespace-labels",
+            "team=mail, tier=edge",
+            "--gateway-pod-labels",
+            "app=postfix",
+            "--gateway-cidrs",
+            "192.0.2.0/24,2001:db8::/32",
+        ]);
+        assert!(custom.check().is_ok());
+        let gateway = custom.environment("ignored").unwrap().gateway;
+        assert_eq!(gateway.namespace_labels.len(), 2);
+        assert_eq!(gateway.cidrs.len(), 2);
+
+        let bad = Config::parse_from(["continuity-operator", "--gateway-pod-labels", "app"]);
+        assert!(bad.check().unwrap_err().to_string().contains("not key=value"));
+        let bad = Config::parse_from(["continuity-operator", "--gateway-cidrs", "192.0.2.0/33"]);
+        assert!(bad.check().unwrap_err().to_string().contains("not a CIDR"));
     }
 }

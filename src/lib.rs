@@ -12,6 +12,7 @@ pub mod config;
 pub mod controller;
 pub mod coverage;
 pub mod crd;
+pub mod credentials;
 pub mod error;
 pub mod health;
 pub mod http;
@@ -19,6 +20,7 @@ pub mod leader;
 pub mod resources;
 pub mod routing;
 pub mod shutdown;
+pub mod standby;
 pub mod status;
 pub mod telemetry;
 

@@ -68,19 +68,18 @@ async fn run(config: Config) -> Result<()> {
     }
     metrics.set_leader(true);
 
-    let transport_map = (!config.transport_map_name.is_empty()).then(|| {
-        let namespace = config
-            .transport_map_namespace
-            .clone()
-            .unwrap_or_else(|| lease_namespace.clone());
-        (namespace, config.transport_map_name.clone())
-    });
+    let gateway_namespace = config
+        .transport_map_namespace
+        .clone()
+        .unwrap_or_else(|| lease_namespace.clone());
+    let transport_map =
+        (!config.transport_map_name.is_empty()).then(|| (gateway_namespace.clone(), config.transport_map_name.clone()));
     let settings = Settings {
         namespace: config.namespace.clone(),
         concurrency: config.max_concurrent_reconciles,
         resync: config.resync_interval,
         identity,
-        cluster_domain: config.cluster_domain.clone(),
+        environment: config.environment(&gateway_namespace)?,
         status_heartbeat: config.status_heartbeat,
         probe_helo: config.probe_helo_name.clone().unwrap_or_else(host_name),
         max_concurrent_probes: config.max_concurrent_probes,

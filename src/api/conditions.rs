@@ -68,6 +68,24 @@ pub mod reasons {
     pub const COVERED: &str = "Covered";
     /// The user is not covered (see the `Covered` condition).
     pub const NOT_COVERED: &str = "NotCovered";
+    /// The standby's mail pod, webmail and Ingress are ready / the user's mailbox is on it.
+    pub const PROVISIONED: &str = "Provisioned";
+    /// The mail pod (Postfix, Dovecot) is not ready or not on the current revision.
+    pub const MAIL_POD_NOT_READY: &str = "MailPodNotReady";
+    /// The webmail pods are not all available on the current revision.
+    pub const WEBMAIL_NOT_READY: &str = "WebmailNotReady";
+    /// No ingress controller has given the webmail Ingress an address yet.
+    pub const INGRESS_PENDING: &str = "IngressPending";
+    /// Mail routes to the primary and the standby is ready to take over.
+    pub const ARMED: &str = "Armed";
+    /// Mail routes to the standby, which serves the covered users.
+    pub const SERVING_FROM_STANDBY: &str = "ServingFromStandby";
+    /// The covered users come from a directory that has not been read yet.
+    pub const DIRECTORY_NOT_READ: &str = "DirectoryNotRead";
+    /// The standby is provisioned but not ready (see `StandbyReady`).
+    pub const STANDBY_NOT_READY: &str = "StandbyNotReady";
+    /// The user receives mail on the standby but has no emergency password to log in with.
+    pub const EMERGENCY_PASSWORD_MISSING: &str = "EmergencyPasswordMissing";
 }
 
 /// Status of a condition.

@@ -444,8 +444,9 @@ pub struct LocalObjectReference {
 #[serde(rename_all = "camelCase")]
 pub struct EmergencyPasswords {
     /// Secret in this namespace whose keys are the local parts of addresses (`alice` for
-    /// `alice@example.com`) and whose values are the users' emergency passwords. A
-    /// ContinuityUser's own `emergencyPassword` takes precedence.
+    /// `alice@example.com`) and whose values are the users' emergency passwords (UTF-8; one
+    /// trailing newline is ignored). A ContinuityUser's own `emergencyPassword` takes
+    /// precedence. The standby stores only SHA512-CRYPT hashes of them.
     pub secret_ref: LocalObjectReference,
 }
 
@@ -514,7 +515,23 @@ pub struct MailWorkload {
     /// Compute resources of each mail container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// Where the standby sends the mail its users write, as Postfix's `relayhost`: for
+    /// example `[smtp.provider.example]:587`. Delivered directly (MX lookup) when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(RELAY_HOST_PATTERN), length(max = 260))]
+    pub relay_host: Option<String>,
+
+    /// Run the mail pod in a user namespace of its own (`hostUsers: false`). Postfix must start
+    /// as root; in a user namespace that root is an unprivileged user on the node. Needs
+    /// Kubernetes 1.33 or later with user namespaces supported by the nodes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_namespace: bool,
 }
+
+/// A Postfix relayhost: a host name, or a bracketed name or address (no MX lookup), with an
+/// optional port.
+const RELAY_HOST_PATTERN: &str = r"^(\[[-a-zA-Z0-9.:]+\]|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)(:[0-9]{1,5})?$";
 
 /// The standby webmail pods.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -734,6 +751,13 @@ pub enum RouteTarget {
 pub struct UsersStatus {
     /// Number of addresses the service covers.
     pub covered: u32,
+    /// Number of covered addresses without an emergency password: they receive mail on the
+    /// standby but cannot log in to the webmail.
+    #[serde(default)]
+    pub without_emergency_password: u32,
+    /// The first of those addresses (at most 50, in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without_emergency_password_addresses: Vec<String>,
 }
 
 /// Continuity activations.

@@ -1,18 +1,19 @@
-//! Reconciliation of a ContinuityDomain: read its users, the claims on its mail domain and its
-//! primary's health from the caches; validate, resolve the claim, decide the route, build the
-//! children; apply them; compute and write the status.
+//! Reconciliation of a ContinuityDomain: read its users, the claims on its mail domain, its
+//! primary's health, the Secrets holding its emergency passwords and its standby's workloads
+//! (caches, and the Secrets through [`super::secrets`]); validate, resolve the claim, decide
+//! the route, build the children; apply them; compute and write the status.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tracing::info;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{info, warn};
 
 use super::apply::{self, Outcome};
 use super::{CACHE_SYNC_RETRY, Context, events};
@@ -20,13 +21,17 @@ use crate::api::validation;
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::claims::{self, Claim};
 use crate::coverage;
+use crate::credentials::{self, SecretsRead};
 use crate::health::scheduler::Registration;
 use crate::health::tracker::Health;
 use crate::health::{self};
-use crate::resources::{self, next_hop};
+use crate::resources::{self, Child, Environment, mail, network_policy, next_hop, spec_hash, webmail};
 use crate::routing::decision::{self, Flip};
 use crate::routing::transport;
+use crate::standby::passwords::PasswordHasher;
+use crate::standby::{self, MailSettings};
 use crate::status::domain::{DomainFacts, compute, whole_seconds};
+use crate::status::standby::{Expected, Observed, judge};
 use crate::{Error, Result};
 
 /// What a reconcile knows besides the domain itself.
@@ -34,7 +39,12 @@ pub struct Inputs<'a> {
     pub users: &'a [&'a ContinuityUser],
     pub claimants: &'a [Claim],
     pub health: Option<&'a Health>,
-    pub cluster_domain: &'a str,
+    pub environment: &'a Environment,
+    /// The Secrets the emergency passwords come from.
+    pub secrets: &'a SecretsRead,
+    /// The standby's workloads as cached.
+    pub observed: Observed<'a>,
+    pub hasher: &'a PasswordHasher,
     pub heartbeat: Duration,
     pub now: Timestamp,
 }
@@ -45,26 +55,28 @@ pub struct Plan {
     pub facts: DomainFacts,
     /// The next-hop Service: the routing flip itself.
     pub routing: Option<Service>,
-    pub config_maps: Vec<ConfigMap>,
-    /// Services besides the next hop (fronting a primary given by address).
-    pub services: Vec<Service>,
-    pub endpoints: Vec<Endpoints>,
+    /// Every other child, in the order they are applied: configuration before the workloads
+    /// that mount it.
+    pub children: Vec<Child>,
     /// How to probe the primary; `None` while the domain may not act.
     pub probe: Option<Registration>,
 }
 
 /// The pure middle of the pipeline: validate, resolve the claim, decide coverage and route,
-/// build the children.
+/// build the children, judge the standby.
 pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
     let mut facts = DomainFacts {
         violations: validation::domain(domain),
         claim: claims::resolve(&Claim::of(domain), inputs.claimants),
         covered: None,
+        without_password: Vec::new(),
         health: inputs.health.cloned(),
         decision: None,
+        standby: None,
         rejected: None,
         next_hop: None,
     };
+    let env = inputs.environment;
     // Judged on this reconcile's own findings, never on the previous status: a domain that is
     // invalid or lost its claim covers nobody.
     let covered = if facts.entitled() {
@@ -76,15 +88,13 @@ pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
     if facts.acts(domain) {
         let previous_route = domain.status.as_ref().and_then(|s| s.routing.as_ref());
         let decision = decision::decide(&domain.spec, previous_route, inputs.health, inputs.now);
-        facts.next_hop = Some(transport::next_hop(domain, decision.target, inputs.cluster_domain));
+        facts.next_hop = Some(transport::next_hop(domain, decision.target, &env.cluster_domain));
         facts.decision = Some(decision);
     }
 
     let mut plan = Plan {
         routing: None,
-        config_maps: Vec::new(),
-        services: Vec::new(),
-        endpoints: Vec::new(),
+        children: Vec::new(),
         probe: None,
         facts,
     };
@@ -93,14 +103,60 @@ pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
     let Some(decision) = &plan.facts.decision else {
         return Ok(plan);
     };
-    plan.routing = Some(next_hop::service(domain, decision.target, inputs.cluster_domain)?);
-    if let Some(addresses) = covered {
-        plan.config_maps.push(resources::coverage::build(domain, &addresses)?);
+    plan.routing = Some(next_hop::service(domain, decision.target, &env.cluster_domain)?);
+    let children = &mut plan.children;
+    // Until the covered users are known the mail configuration is left as it is: the mail pod
+    // waits for its first one, or keeps serving the users it has.
+    if let Some(addresses) = &covered {
+        children.push(Child::ConfigMap(resources::coverage::build(domain, addresses)?));
+        let (mailboxes, missing) = credentials::mailboxes(domain, addresses, inputs.users, inputs.secrets);
+        plan.facts.without_password = missing.into_iter().map(|(address, _)| address).collect();
+        let domain_uid = domain.uid().ok_or(Error::MissingField {
+            kind: "ContinuityDomain",
+            field: "metadata.uid",
+        })?;
+        let hostname = next_hop::standby_service_host(domain, &env.cluster_domain);
+        let settings = MailSettings {
+            domain: &domain.spec.domain,
+            domain_uid: &domain_uid,
+            hostname: &hostname,
+            relay_host: domain.spec.standby.mail.relay_host.as_deref(),
+            retention_days: domain.spec.archive.retention_days,
+            mailboxes: &mailboxes,
+        };
+        children.push(Child::ConfigMap(mail::config_map(
+            domain,
+            standby::config_files(&settings),
+        )?));
+        children.push(Child::Secret(mail::passwords_secret(
+            domain,
+            standby::passwd_file(&settings, inputs.hasher),
+        )?));
     }
+    children.push(Child::ConfigMap(webmail::config_map(domain, env)?));
     if let Some((service, endpoints)) = next_hop::primary_by_address(domain)? {
-        plan.services.push(service);
-        plan.endpoints.push(endpoints);
+        children.push(Child::Service(service));
+        children.push(Child::Endpoints(endpoints));
     }
+    children.push(Child::Service(mail::service(domain)?));
+    children.push(Child::Service(webmail::service(domain)?));
+    children.push(Child::NetworkPolicy(network_policy::mail_policy(domain, &env.gateway)?));
+    children.push(Child::NetworkPolicy(network_policy::webmail_policy(domain)?));
+    let existing_volume = inputs.observed.mail.and_then(mail::existing_volume);
+    let mail_set = mail::stateful_set(domain, env, existing_volume)?;
+    let webmail_deployment = webmail::deployment(domain, env)?;
+    let ingress = webmail::ingress(domain)?;
+    plan.facts.standby = Some(judge(
+        &inputs.observed,
+        &Expected {
+            mail: spec_hash(&mail_set).unwrap_or_default(),
+            webmail: spec_hash(&webmail_deployment).unwrap_or_default(),
+            ingress: ingress.as_ref().map(|i| spec_hash(i).unwrap_or_default()),
+        },
+    ));
+    children.push(Child::StatefulSet(mail_set));
+    children.push(Child::Deployment(webmail_deployment));
+    children.extend(ingress.map(Child::Ingress));
     plan.probe = Some(health::registration(&domain.spec, inputs.heartbeat));
     Ok(plan)
 }
@@ -128,6 +184,19 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     let users: Vec<&ContinuityUser> = users.iter().map(AsRef::as_ref).collect();
     let claimants = ctx.claims.get(&claims::claimed_domain(&domain).to_owned());
     let health = ctx.prober.health(&key);
+    let secrets = ctx
+        .secrets
+        .read(&namespace, &credentials::referenced_secrets(&domain, &users))
+        .await?;
+    let mail_set = ctx
+        .stateful_sets
+        .get(&ObjectRef::new(&mail::name(&domain)).within(&namespace));
+    let webmail_deployment = ctx
+        .deployments
+        .get(&ObjectRef::new(&webmail::name(&domain)).within(&namespace));
+    let ingress = ctx
+        .ingresses
+        .get(&ObjectRef::new(&webmail::name(&domain)).within(&namespace));
     let now = whole_seconds(Timestamp::now());
     let mut plan = plan(
         &domain,
@@ -135,7 +204,14 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
             users: &users,
             claimants: &claimants,
             health: health.as_ref(),
-            cluster_domain: &ctx.settings.cluster_domain,
+            environment: &ctx.settings.environment,
+            secrets: &secrets,
+            observed: Observed {
+                mail: mail_set.as_deref(),
+                webmail: webmail_deployment.as_deref(),
+                ingress: ingress.as_deref(),
+            },
+            hasher: &ctx.hasher,
             heartbeat: ctx.settings.status_heartbeat,
             now,
         },
@@ -160,24 +236,11 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
             Err(error) => return Err(error),
         }
     }
-    let helpers = plan
-        .services
-        .iter()
-        .map(|s| apply::child(&ctx, &ctx.services, s).boxed())
-        .chain(
-            plan.endpoints
-                .iter()
-                .map(|e| apply::child(&ctx, &ctx.endpoints, e).boxed()),
-        )
-        .chain(
-            plan.config_maps
-                .iter()
-                .map(|c| apply::child(&ctx, &ctx.config_maps, c).boxed()),
-        );
-    for apply in helpers {
-        match apply.await {
+    for child in &plan.children {
+        match apply_child(&ctx, child).await {
             Ok(outcome) => outcomes.push(outcome),
             Err(error) if error.is_permanent() => {
+                warn!(domain = %format!("{namespace}/{}", key.1), child = %child.describe(), %error, "the API server refused a child");
                 rejection.get_or_insert(error);
             }
             Err(error) => return Err(error),
@@ -214,6 +277,20 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     Ok(Action::requeue(after.max(Duration::from_millis(100))))
 }
 
+/// Applies one child through the cache of its kind.
+async fn apply_child(ctx: &Context, child: &Child) -> Result<Outcome> {
+    match child {
+        Child::ConfigMap(o) => apply::child(ctx, &ctx.config_maps, o).await,
+        Child::Secret(o) => apply::child(ctx, &ctx.owned_secrets, o).await,
+        Child::Service(o) => apply::child(ctx, &ctx.services, o).await,
+        Child::Endpoints(o) => apply::child(ctx, &ctx.endpoints, o).await,
+        Child::NetworkPolicy(o) => apply::child(ctx, &ctx.network_policies, o).await,
+        Child::StatefulSet(o) => apply::child(ctx, &ctx.stateful_sets, o).await,
+        Child::Deployment(o) => apply::child(ctx, &ctx.deployments, o).await,
+        Child::Ingress(o) => apply::child(ctx, &ctx.ingresses, o).await,
+    }
+}
+
 /// Event, log and metrics for a flip, once its status is written.
 async fn announce_flip(
     ctx: &Context,
@@ -240,10 +317,56 @@ mod tests {
     use crate::api::domain::{DomainPhase, ProbeFailureClass, RouteTarget};
     use crate::claims::ClaimOutcome;
     use crate::health::probe::{Outcome as ProbeOutcome, Report};
-    use crate::testing::fixture;
+    use crate::testing::{environment, fixture};
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSetStatus};
+    use k8s_openapi::api::core::v1::ConfigMap;
 
     fn own_claim(domain: &ContinuityDomain) -> Vec<Claim> {
         vec![Claim::of(domain)]
+    }
+
+    struct World<'a> {
+        secrets: SecretsRead,
+        observed: Observed<'a>,
+    }
+
+    impl Default for World<'_> {
+        fn default() -> Self {
+            World {
+                secrets: SecretsRead::from([(
+                    "alice-emergency".to_owned(),
+                    Some(Arc::new(
+                        [("password".to_owned(), ByteString(b"correct horse".to_vec()))].into(),
+                    )),
+                )]),
+                observed: Observed::default(),
+            }
+        }
+    }
+
+    fn plan_in(
+        domain: &ContinuityDomain,
+        users: &[&ContinuityUser],
+        claimants: &[Claim],
+        health: Option<&Health>,
+        world: &World<'_>,
+    ) -> Plan {
+        plan(
+            domain,
+            &Inputs {
+                users,
+                claimants,
+                health,
+                environment: &environment(),
+                secrets: &world.secrets,
+                observed: world.observed,
+                hasher: &PasswordHasher::default(),
+                heartbeat: Duration::from_secs(60),
+                now: Timestamp::from_second(1_000_000).unwrap(),
+            },
+        )
+        .unwrap()
     }
 
     fn plan_with(
@@ -252,18 +375,21 @@ mod tests {
         claimants: &[Claim],
         health: Option<&Health>,
     ) -> Plan {
-        plan(
-            domain,
-            &Inputs {
-                users,
-                claimants,
-                health,
-                cluster_domain: "cluster.local",
-                heartbeat: Duration::from_secs(60),
-                now: Timestamp::from_second(1_000_000).unwrap(),
-            },
-        )
-        .unwrap()
+        plan_in(domain, users, claimants, health, &World::default())
+    }
+
+    fn config_map<'a>(plan: &'a Plan, name: &str) -> Option<&'a ConfigMap> {
+        plan.children.iter().find_map(|child| match child {
+            Child::ConfigMap(cm) if cm.metadata.name.as_deref() == Some(name) => Some(cm),
+            _ => None,
+        })
+    }
+
+    fn kinds(plan: &Plan) -> Vec<String> {
+        plan.children
+            .iter()
+            .map(|c| c.describe().split('/').next().unwrap_or_default().to_owned())
+            .collect()
     }
 
     fn external_name(plan: &Plan) -> &str {
@@ -283,13 +409,139 @@ mod tests {
         assert_eq!(plan.facts.claim, ClaimOutcome::Accepted);
         assert_eq!(plan.facts.covered, Some(1));
         assert_eq!(
-            plan.config_maps[0].data.as_ref().unwrap()["addresses"],
+            config_map(&plan, "example-com-coverage")
+                .unwrap()
+                .data
+                .as_ref()
+                .unwrap()["addresses"],
             "alice@example.com\n"
         );
         assert_eq!(external_name(&plan), "mx.example.com");
         let probe = plan.probe.expect("a probe registration");
         assert_eq!((probe.target.host.as_str(), probe.target.port), ("mx.example.com", 25));
         assert!(probe.tls.is_none(), "Opportunistic TLS is not certificate-checked");
+    }
+
+    #[test]
+    fn the_standby_is_built_configuration_first_and_holds_only_password_hashes() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let alice: ContinuityUser = fixture("user-alice.yaml");
+        let plan = plan_with(&domain, &[&alice], &own_claim(&domain), None);
+        assert_eq!(
+            kinds(&plan),
+            [
+                "ConfigMap",
+                "ConfigMap",
+                "Secret",
+                "ConfigMap",
+                "Service",
+                "Service",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "StatefulSet",
+                "Deployment"
+            ],
+            "no webmail host, no Ingress"
+        );
+        let config = config_map(&plan, "example-com-standby-config")
+            .unwrap()
+            .data
+            .clone()
+            .unwrap();
+        assert!(config["recipients"].contains("alice@example.com OK\n"));
+        let Some(Child::Secret(secret)) = plan.children.iter().find(|c| matches!(c, Child::Secret(_))) else {
+            panic!("no Secret");
+        };
+        let passwd = String::from_utf8(secret.data.as_ref().unwrap()["passwd"].0.clone()).unwrap();
+        assert!(passwd.starts_with("# ") && passwd.contains("alice@example.com:{SHA512-CRYPT}$6$"));
+        assert!(!passwd.contains("correct horse"));
+        assert!(plan.facts.without_password.is_empty());
+        let standby = plan.facts.standby.as_ref().unwrap();
+        assert_eq!(
+            (standby.ready, standby.reason),
+            (false, crate::api::conditions::reasons::STANDBY_NOT_PROVISIONED)
+        );
+    }
+
+    #[test]
+    fn a_user_whose_secret_is_missing_is_listed_without_a_password() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let alice: ContinuityUser = fixture("user-alice.yaml");
+        let world = World {
+            secrets: SecretsRead::from([("alice-emergency".to_owned(), None)]),
+            ..World::default()
+        };
+        let plan = plan_in(&domain, &[&alice], &own_claim(&domain), None, &world);
+        assert_eq!(plan.facts.without_password, ["alice@example.com"]);
+        assert!(
+            config_map(&plan, "example-com-standby-config")
+                .unwrap()
+                .data
+                .as_ref()
+                .unwrap()["recipients"]
+                .contains("alice@example.com OK"),
+            "she still receives mail"
+        );
+    }
+
+    #[test]
+    fn the_standby_is_ready_when_the_cached_workloads_run_what_was_built() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let first = plan_with(&domain, &[], &own_claim(&domain), None);
+        let mut set = first
+            .children
+            .iter()
+            .find_map(|c| {
+                if let Child::StatefulSet(s) = c {
+                    Some(s.clone())
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        let mut deployment = first
+            .children
+            .iter()
+            .find_map(|c| {
+                if let Child::Deployment(d) = c {
+                    Some(d.clone())
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        set.status = Some(StatefulSetStatus {
+            ready_replicas: Some(1),
+            updated_replicas: Some(1),
+            replicas: 1,
+            ..Default::default()
+        });
+        deployment.status = Some(DeploymentStatus {
+            available_replicas: Some(1),
+            updated_replicas: Some(1),
+            ..Default::default()
+        });
+        let world = World {
+            observed: Observed {
+                mail: Some(&set),
+                webmail: Some(&deployment),
+                ingress: None,
+            },
+            ..World::default()
+        };
+        let plan = plan_in(&domain, &[], &own_claim(&domain), None, &world);
+        assert!(
+            plan.facts.standby.as_ref().is_some_and(|s| s.ready),
+            "{:?}",
+            plan.facts.standby
+        );
+        let status = compute(
+            &domain,
+            &plan.facts,
+            &Time(Timestamp::from_second(1_000_000).unwrap()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(status.phase, Some(DomainPhase::Armed));
     }
 
     #[test]
@@ -311,9 +563,8 @@ mod tests {
             external_name(&healthy_plan),
             "example-com-primary.tenant-a.svc.cluster.local"
         );
-        assert_eq!(
-            healthy_plan.endpoints.len(),
-            1,
+        assert!(
+            kinds(&healthy_plan).contains(&"Endpoints".to_owned()),
             "an IP primary is fronted by a Service with Endpoints"
         );
         let failed_plan = plan_with(&domain, &[], &own_claim(&domain), Some(&refused));
@@ -336,13 +587,13 @@ mod tests {
         let alice: ContinuityUser = fixture("user-alice.yaml");
         let lost = plan_with(&domain, &[&alice], &[earlier, Claim::of(&domain)], None);
         assert!(matches!(lost.facts.claim, ClaimOutcome::Lost { .. }));
-        assert!(lost.config_maps.is_empty() && lost.routing.is_none() && lost.probe.is_none());
+        assert!(lost.children.is_empty() && lost.routing.is_none() && lost.probe.is_none());
         assert_eq!(lost.facts.covered, Some(0), "a domain that cannot act covers nobody");
 
         let invalid: ContinuityDomain = fixture("domain-timeout-over-period.yaml");
         let plan = plan_with(&invalid, &[], &own_claim(&invalid), None);
         assert!(!plan.facts.violations.is_empty());
-        assert!(plan.routing.is_none() && plan.probe.is_none());
+        assert!(plan.routing.is_none() && plan.probe.is_none() && plan.children.is_empty());
 
         let mut suspended = domain.clone();
         suspended.spec.suspend = true;
@@ -361,17 +612,22 @@ mod tests {
         let plan = plan_with(&domain, &[&alice], &own_claim(&domain), None);
         assert_eq!(plan.facts.covered, Some(1));
         assert_eq!(
-            plan.config_maps[0].data.as_ref().unwrap()["addresses"],
+            config_map(&plan, "example-com-coverage")
+                .unwrap()
+                .data
+                .as_ref()
+                .unwrap()["addresses"],
             "alice@example.com\n"
         );
     }
 
     #[test]
-    fn a_directory_not_read_yet_builds_no_coverage_map() {
+    fn a_directory_not_read_yet_leaves_the_mail_configuration_alone() {
         let domain: ContinuityDomain = fixture("domain-full.yaml");
         let plan = plan_with(&domain, &[], &own_claim(&domain), None);
         assert_eq!(plan.facts.covered, None);
-        assert!(plan.config_maps.is_empty());
+        assert!(config_map(&plan, "corp-coverage").is_none() && config_map(&plan, "corp-standby-config").is_none());
+        assert!(kinds(&plan).contains(&"Ingress".to_owned()), "the workloads are built");
         assert!(plan.facts.violations.is_empty(), "{:?}", plan.facts.violations);
         assert!(
             plan.probe.as_ref().is_some_and(|p| p.tls.is_some()),

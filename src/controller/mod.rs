@@ -7,8 +7,11 @@
 //!   domain's users.
 //! - ContinuityUsers in scope: the user controller's cache and the users-by-domain index; a
 //!   change also reconciles the user's old and new domain and their other users.
-//! - The operator's ConfigMaps (by label): the cache children are compared with, and the
-//!   owner triggers of `.owns()`.
+//! - The operator's children (by label): ConfigMaps, Secrets, Services, Endpoints,
+//!   NetworkPolicies, StatefulSets, Deployments, Ingresses; the caches children are compared
+//!   with, the standby's readiness is read from, and the owner triggers of `.owns()`.
+//! - The metadata of Secrets: a changed Secret reconciles the domains and users whose
+//!   emergency passwords it holds (see [`secrets`]).
 //! - ContinuityDomains in every namespace: the claims index; a claim that appears, moves or
 //!   disappears reconciles every in-scope domain claiming the same mail domain.
 //!
@@ -20,6 +23,7 @@ pub mod domain;
 pub mod events;
 pub mod index;
 pub mod memo;
+pub mod secrets;
 pub mod transport;
 pub mod user;
 
@@ -33,7 +37,10 @@ use tokio::sync::Notify;
 
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -45,8 +52,9 @@ use tracing::{debug, info, warn};
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::claims::{self, Claim};
 use crate::http::{Phase, Readiness};
-use crate::resources;
+use crate::resources::{self, Environment};
 use crate::shutdown::Shutdown;
+use crate::standby::passwords::PasswordHasher;
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 use index::Index;
@@ -68,8 +76,8 @@ pub struct Settings {
     pub resync: Duration,
     /// Identity of this replica, for Events.
     pub identity: String,
-    /// The cluster's DNS domain, for the names of Services.
-    pub cluster_domain: String,
+    /// What the children's builders take from the operator's configuration.
+    pub environment: Environment,
     /// How often status shows a fresh probe time while nothing else changes.
     pub status_heartbeat: Duration,
     /// Name the probes introduce themselves with (EHLO).
@@ -91,11 +99,23 @@ pub struct Context {
     pub domains: Store<ContinuityDomain>,
     pub users: Store<ContinuityUser>,
     pub config_maps: Store<ConfigMap>,
+    pub owned_secrets: Store<Secret>,
     pub services: Store<Service>,
     pub endpoints: Store<Endpoints>,
+    pub network_policies: Store<NetworkPolicy>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub deployments: Store<Deployment>,
+    pub ingresses: Store<Ingress>,
+    /// The Secrets emergency passwords come from.
+    pub secrets: secrets::PasswordSecrets,
+    pub hasher: PasswordHasher,
     pub prober: Arc<Prober>,
     pub users_by_domain: Index<ContinuityUser, DomainKey, ObjectRef<ContinuityUser>>,
     pub claims: Index<ContinuityDomain, String, Claim>,
+    /// Domains by the Secret (namespace, name) their shared emergency passwords are in.
+    pub domains_by_secret: Index<ContinuityDomain, DomainKey, ObjectRef<ContinuityDomain>>,
+    /// Users by the Secret their own emergency password is in.
+    pub users_by_secret: Index<ContinuityUser, DomainKey, ObjectRef<ContinuityUser>>,
     pub memo: memo::WriteMemo,
     pub last_domain_status: memo::LastWritten<crate::api::ContinuityDomainStatus>,
     backoff: Mutex<HashMap<String, u32>>,
@@ -116,6 +136,16 @@ fn index_claim(domain: &ContinuityDomain) -> Option<(String, Claim)> {
     Some((claims::claimed_domain(domain).to_owned(), Claim::of(domain)))
 }
 
+fn index_domain_secret(domain: &ContinuityDomain) -> Option<(DomainKey, ObjectRef<ContinuityDomain>)> {
+    let secret = &domain.spec.emergency_passwords.as_ref()?.secret_ref.name;
+    Some(((domain.namespace()?, secret.clone()), ObjectRef::from_obj(domain)))
+}
+
+fn index_user_secret(user: &ContinuityUser) -> Option<(DomainKey, ObjectRef<ContinuityUser>)> {
+    let secret = &user.spec.emergency_password.as_ref()?.name;
+    Some(((user.namespace()?, secret.clone()), ObjectRef::from_obj(user)))
+}
+
 fn store_ready<K: reflector::Lookup + Clone + 'static>(store: &Store<K>) -> bool
 where
     K::DynamicType: Eq + Hash + Clone,
@@ -130,10 +160,18 @@ impl Context {
         store_ready(&self.domains)
             && store_ready(&self.users)
             && store_ready(&self.config_maps)
+            && store_ready(&self.owned_secrets)
             && store_ready(&self.services)
             && store_ready(&self.endpoints)
+            && store_ready(&self.network_policies)
+            && store_ready(&self.stateful_sets)
+            && store_ready(&self.deployments)
+            && store_ready(&self.ingresses)
+            && store_ready(self.secrets.versions())
             && self.users_by_domain.synced()
             && self.claims.synced()
+            && self.domains_by_secret.synced()
+            && self.users_by_secret.synced()
     }
 
     /// The cached ContinuityUsers referencing the domain `name` in `namespace`.
@@ -246,6 +284,29 @@ where
         .modify(|object| object.managed_fields_mut().clear())
 }
 
+/// A watch of the operator's children of kind `K` in scope (selected by label), feeding a
+/// cache; the stream yields the objects touched, for `.owns()`.
+fn children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + use<K>)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = lean_watch(scoped::<K>(client, namespace), config.clone())
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
 /// Runs both controllers until `shutdown` resolves. `readiness` turns to leading once every
 /// cache is synced.
 pub async fn run(
@@ -256,14 +317,21 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     let namespace = settings.namespace.clone();
+    let scope = namespace.as_deref();
     let watch_config = watcher::Config::default().any_semantic();
     let children_config = watch_config.clone().labels(&resources::managed_selector());
 
     let (domains, domain_writer) = reflector::store();
     let (users, user_writer) = reflector::store();
-    let (config_maps, config_map_writer) = reflector::store();
-    let (services, service_writer) = reflector::store();
-    let (endpoints, endpoints_writer) = reflector::store();
+    let (secret_versions, secret_versions_writer) = reflector::store();
+    let (config_maps, config_map_stream) = children::<ConfigMap>(&client, scope, &children_config);
+    let (owned_secrets, owned_secret_stream) = children::<Secret>(&client, scope, &children_config);
+    let (services, service_stream) = children::<Service>(&client, scope, &children_config);
+    let (endpoints, endpoints_stream) = children::<Endpoints>(&client, scope, &children_config);
+    let (network_policies, network_policy_stream) = children::<NetworkPolicy>(&client, scope, &children_config);
+    let (stateful_sets, stateful_set_stream) = children::<StatefulSet>(&client, scope, &children_config);
+    let (deployments, deployment_stream) = children::<Deployment>(&client, scope, &children_config);
+    let (ingresses, ingress_stream) = children::<Ingress>(&client, scope, &children_config);
     let (domain_triggers, domain_trigger_stream) = unbounded();
     let (user_triggers, user_trigger_stream) = unbounded();
     let (prober, probing) = {
@@ -292,11 +360,20 @@ pub async fn run(
         domains: domains.clone(),
         users: users.clone(),
         config_maps,
+        owned_secrets,
         services,
         endpoints,
+        network_policies,
+        stateful_sets,
+        deployments,
+        ingresses,
+        secrets: secrets::PasswordSecrets::new(client.clone(), secret_versions),
+        hasher: PasswordHasher::default(),
         prober,
         users_by_domain: Index::new(index_user),
         claims: Index::new(index_claim),
+        domains_by_secret: Index::new(index_domain_secret),
+        users_by_secret: Index::new(index_user_secret),
         memo: memo::WriteMemo::default(),
         last_domain_status: memo::LastWritten::default(),
         backoff: Mutex::new(HashMap::new()),
@@ -307,39 +384,31 @@ pub async fn run(
 
     let domain_stream = {
         let ctx = ctx.clone();
-        lean_watch(
-            scoped::<ContinuityDomain>(&client, namespace.as_deref()),
-            watch_config.clone(),
-        )
-        .reflect(domain_writer)
-        .inspect_ok(move |event| ctx.domain_changed(event))
-        .applied_objects()
+        lean_watch(scoped::<ContinuityDomain>(&client, scope), watch_config.clone())
+            .reflect(domain_writer)
+            .inspect_ok(move |event| ctx.domain_changed(event))
+            .applied_objects()
     };
     let user_stream = {
         let ctx = ctx.clone();
-        lean_watch(
-            scoped::<ContinuityUser>(&client, namespace.as_deref()),
-            watch_config.clone(),
-        )
-        .reflect(user_writer)
-        .inspect_ok(move |event| ctx.user_changed(event))
-        .applied_objects()
+        lean_watch(scoped::<ContinuityUser>(&client, scope), watch_config.clone())
+            .reflect(user_writer)
+            .inspect_ok(move |event| ctx.user_changed(event))
+            .applied_objects()
     };
-    let config_map_stream = lean_watch(
-        scoped::<ConfigMap>(&client, namespace.as_deref()),
-        children_config.clone(),
+    // Metadata only: a cluster's Secrets can be many and large.
+    let secrets_feeder = lean_watch(
+        scoped::<PartialObjectMeta<Secret>>(&client, scope),
+        watch_config.clone(),
     )
-    .reflect(config_map_writer)
-    .touched_objects();
-    let service_stream = lean_watch(
-        scoped::<Service>(&client, namespace.as_deref()),
-        children_config.clone(),
-    )
-    .reflect(service_writer)
-    .touched_objects();
-    let endpoints_stream = lean_watch(scoped::<Endpoints>(&client, namespace.as_deref()), children_config)
-        .reflect(endpoints_writer)
-        .touched_objects();
+    .reflect(secret_versions_writer)
+    .for_each(|event| {
+        match event {
+            Ok(event) => ctx.secret_changed(&event),
+            Err(error) => warn!(%error, "watching Secrets"),
+        }
+        futures::future::ready(())
+    });
     // Claims are checked against every namespace, whatever the scope.
     let claims_feeder = lean_watch(Api::<ContinuityDomain>::all(client.clone()), watch_config).for_each(|event| {
         match event {
@@ -353,8 +422,13 @@ pub async fn run(
     let domain_controller = Controller::for_stream(domain_stream, domains)
         .with_config(controller_config.clone())
         .owns_stream(config_map_stream)
+        .owns_stream(owned_secret_stream)
         .owns_stream(service_stream)
         .owns_stream(endpoints_stream)
+        .owns_stream(network_policy_stream)
+        .owns_stream(stateful_set_stream)
+        .owns_stream(deployment_stream)
+        .owns_stream(ingress_stream)
         .reconcile_on(domain_trigger_stream)
         .graceful_shutdown_on(shutdown.clone().wait())
         .run(
@@ -383,14 +457,12 @@ pub async fn run(
         futures::future::pending::<()>().await;
     };
 
-    info!(
-        namespace = namespace.as_deref().unwrap_or("<all>"),
-        "controllers starting"
-    );
+    info!(namespace = scope.unwrap_or("<all>"), "controllers starting");
     readiness.set(Phase::Syncing);
     tokio::select! {
         _ = futures::future::join(domain_controller, user_controller) => {}
         () = claims_feeder => {}
+        () = secrets_feeder => {}
         () = report_synced => {}
         () = probing => {}
         () = transport::run(ctx.clone()) => {}
@@ -419,6 +491,7 @@ impl Context {
     /// A ContinuityDomain changed (its cache already holds the change): its users are judged
     /// against it. After a relist, which may have missed deletions, every user is.
     fn domain_changed(&self, event: &watcher::Event<ContinuityDomain>) {
+        self.domains_by_secret.apply(event);
         match event {
             watcher::Event::Apply(domain) | watcher::Event::Delete(domain) | watcher::Event::InitApply(domain) => {
                 let key = (domain.namespace().unwrap_or_default(), domain.name_any());
@@ -455,6 +528,7 @@ impl Context {
     /// it belongs; the domains it left and joined are recounted and their users re-judged
     /// (a duplicate may now be the first of its address).
     fn user_changed(&self, event: &watcher::Event<ContinuityUser>) {
+        self.users_by_secret.apply(event);
         let mut keys = self.users_by_domain.apply(event);
         // An address change leaves the user under the same key, but changes the domain's list.
         if let watcher::Event::Apply(user) | watcher::Event::Delete(user) = event
@@ -471,6 +545,45 @@ impl Context {
         }
         if let watcher::Event::Delete(user) = event {
             self.reset_backoff(&backoff_key(user));
+        }
+    }
+
+    /// A Secret appeared, changed or disappeared (its metadata cache already holds the
+    /// change): the domains whose shared emergency passwords it holds are reconciled with
+    /// their users, and so are the users whose own password it holds, with their domains.
+    /// After a relist, every domain and user is.
+    fn secret_changed(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+        let secret = match event {
+            watcher::Event::Apply(secret) | watcher::Event::Delete(secret) => secret,
+            watcher::Event::InitDone => {
+                for domain in self.domains.state() {
+                    trigger(&self.domain_triggers, ObjectRef::from_obj(domain.as_ref()));
+                }
+                for user in self.users.state() {
+                    trigger(&self.user_triggers, ObjectRef::from_obj(user.as_ref()));
+                }
+                return;
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => return,
+        };
+        let key = (secret.namespace().unwrap_or_default(), secret.name_any());
+        if let watcher::Event::Delete(_) = event {
+            self.secrets.forget(&key.0, &key.1);
+        }
+        for domain in self.domains_by_secret.get(&key) {
+            for user in self.users_by_domain.get(&(key.0.clone(), domain.name.clone())) {
+                trigger(&self.user_triggers, user);
+            }
+            trigger(&self.domain_triggers, domain);
+        }
+        for user in self.users_by_secret.get(&key) {
+            if let Some(cached) = self.users.get(&user) {
+                trigger(
+                    &self.domain_triggers,
+                    ObjectRef::new(&cached.spec.domain_ref.name).within(&key.0),
+                );
+            }
+            trigger(&self.user_triggers, user);
         }
     }
 

@@ -1,5 +1,6 @@
 //! Reconciliation of a ContinuityUser: judge its coverage against its domain and siblings
-//! (all from the caches) and write the status.
+//! (from the caches), look up its emergency password, read its domain's standby readiness,
+//! and write the status.
 
 use std::sync::Arc;
 
@@ -13,8 +14,10 @@ use tracing::info;
 use super::apply::{self, Outcome};
 use super::{CACHE_SYNC_RETRY, Context, events};
 use crate::api::ContinuityUser;
-use crate::coverage;
-use crate::status::user::compute;
+use crate::api::conditions::{self, types};
+use crate::coverage::{self, Verdict};
+use crate::credentials;
+use crate::status::user::{UserFacts, compute};
 use crate::{Error, Result};
 
 /// Reconciles one ContinuityUser.
@@ -32,11 +35,31 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
     let siblings: Vec<&ContinuityUser> = siblings.iter().map(AsRef::as_ref).collect();
 
     let verdict = coverage::judge_user(&user, domain.as_deref(), &siblings);
+    // The password is looked up for a covered user only: one that is not covered needs none.
+    let password = match (&verdict, domain.as_deref()) {
+        (Verdict::Covered, Some(domain)) => {
+            let secrets = ctx
+                .secrets
+                .read(&namespace, &credentials::referenced_secrets(domain, &[user.as_ref()]))
+                .await?;
+            credentials::password_for(domain, Some(&user), &coverage::normalize(&user.spec.address), &secrets).map(drop)
+        }
+        _ => Ok(()),
+    };
+    let standby = domain
+        .as_deref()
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| conditions::find(&s.conditions, types::STANDBY_READY));
+    let facts = UserFacts {
+        verdict,
+        password,
+        standby,
+    };
     let previous = user.status.clone().unwrap_or_default();
-    let status = compute(&user, &verdict, &Time(Timestamp::now()));
+    let status = compute(&user, &facts, &Time(Timestamp::now()));
     let written = apply::status(&ctx, user.as_ref(), &previous, &status).await?;
     if written == Outcome::Written {
-        info!(user = %format!("{namespace}/{}", user.name_any()), ?verdict, "status updated");
+        info!(user = %format!("{namespace}/{}", user.name_any()), verdict = ?facts.verdict, "status updated");
         events::publish(
             &ctx.recorder,
             user.as_ref(),

@@ -4,10 +4,16 @@
 //! never written again).
 
 pub mod coverage;
+pub mod mail;
+pub mod network_policy;
 pub mod next_hop;
+pub mod webmail;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -29,15 +35,89 @@ pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
 
-/// Metadata of a child named `name` of `domain`, in its namespace, owned by it.
-pub fn child_meta(domain: &ContinuityDomain, name: String, component: &str) -> Result<ObjectMeta> {
-    let labels = BTreeMap::from([
+/// A child object of a domain, of any kind the operator builds.
+#[derive(Clone, Debug)]
+pub enum Child {
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+    Service(Service),
+    Endpoints(Endpoints),
+    NetworkPolicy(NetworkPolicy),
+    StatefulSet(StatefulSet),
+    Deployment(Deployment),
+    Ingress(Ingress),
+}
+
+impl Child {
+    /// The object's metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Child::ConfigMap(o) => &o.metadata,
+            Child::Secret(o) => &o.metadata,
+            Child::Service(o) => &o.metadata,
+            Child::Endpoints(o) => &o.metadata,
+            Child::NetworkPolicy(o) => &o.metadata,
+            Child::StatefulSet(o) => &o.metadata,
+            Child::Deployment(o) => &o.metadata,
+            Child::Ingress(o) => &o.metadata,
+        }
+    }
+
+    /// The object's kind and name, as in `StatefulSet/example-com-standby-mail`.
+    pub fn describe(&self) -> String {
+        let kind = match self {
+            Child::ConfigMap(_) => "ConfigMap",
+            Child::Secret(_) => "Secret",
+            Child::Service(_) => "Service",
+            Child::Endpoints(_) => "Endpoints",
+            Child::NetworkPolicy(_) => "NetworkPolicy",
+            Child::StatefulSet(_) => "StatefulSet",
+            Child::Deployment(_) => "Deployment",
+            Child::Ingress(_) => "Ingress",
+        };
+        format!("{kind}/{}", self.meta().name.as_deref().unwrap_or_default())
+    }
+}
+
+/// What the builders take from the operator's configuration rather than from a domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
+    /// Images used where a domain names none.
+    pub images: Images,
+    /// Who may send SMTP to the standbys.
+    pub gateway: network_policy::GatewayPeers,
+}
+
+/// Default images of the standby's containers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Images {
+    pub postfix: String,
+    pub dovecot: String,
+    pub webmail: String,
+}
+
+/// The labels that select the pods of one component of a domain's standby.
+pub fn selector_labels(domain: &ContinuityDomain, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "continuity".to_owned()),
         ("app.kubernetes.io/instance".to_owned(), domain.name_any()),
         ("app.kubernetes.io/component".to_owned(), component.to_owned()),
-        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-        (DOMAIN_LABEL.to_owned(), domain.name_any()),
-    ]);
+    ])
+}
+
+/// Every label a child (or a pod of it) carries.
+pub fn child_labels(domain: &ContinuityDomain, component: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(domain, component);
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    labels.insert(DOMAIN_LABEL.to_owned(), domain.name_any());
+    labels
+}
+
+/// Metadata of a child named `name` of `domain`, in its namespace, owned by it.
+pub fn child_meta(domain: &ContinuityDomain, name: String, component: &str) -> Result<ObjectMeta> {
+    let labels = child_labels(domain, component);
     Ok(ObjectMeta {
         name: Some(name),
         namespace: Some(domain.namespace().ok_or(Error::MissingField {
@@ -75,14 +155,56 @@ pub fn with_spec_hash<K: Resource + Serialize>(mut object: K) -> Result<K> {
 }
 
 /// Whether every field `desired` sets holds the same value in `actual`. Objects in `actual`
-/// may carry more fields (set by the API server or others); lists and scalars must be equal.
+/// may carry more fields (defaults the API server fills in, fields others own); lists must
+/// have the same length, element by element; quantities the server rewrote in canonical form
+/// (`0.5` as `500m`) count as equal.
 pub fn is_subset(desired: &serde_json::Value, actual: &serde_json::Value) -> bool {
+    use serde_json::Value;
     match (desired, actual) {
-        (serde_json::Value::Object(wanted), serde_json::Value::Object(present)) => wanted
+        (Value::Object(wanted), Value::Object(present)) => wanted
             .iter()
             .all(|(key, value)| present.get(key).is_some_and(|found| is_subset(value, found))),
+        (Value::Array(wanted), Value::Array(present)) => {
+            wanted.len() == present.len() && wanted.iter().zip(present).all(|(w, p)| is_subset(w, p))
+        }
+        (Value::String(wanted), Value::String(present)) => {
+            wanted == present || quantity(wanted).is_some_and(|w| quantity(present).is_some_and(|p| same_amount(w, p)))
+        }
         (wanted, present) => wanted == present,
     }
+}
+
+/// The amount a Kubernetes quantity (`1.5Gi`, `500m`, `1e3`) stands for.
+fn quantity(text: &str) -> Option<f64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent => 10f64.powi(exponent.strip_prefix(['e', 'E'])?.parse().ok()?),
+    };
+    Some(number * multiplier)
+}
+
+fn same_amount(a: f64, b: f64) -> bool {
+    (a - b).abs() <= f64::EPSILON * 16.0 * a.abs().max(b.abs())
 }
 
 /// The hash an object carries, if any.
@@ -122,6 +244,23 @@ mod tests {
             &desired,
             &serde_json::json!({ "metadata": { "name": "x" } })
         ));
+    }
+
+    #[test]
+    fn lists_compare_element_by_element_and_quantities_by_amount() {
+        let desired = serde_json::json!({ "containers": [{ "name": "a", "resources": { "requests": { "cpu": "0.5", "memory": "1024Mi" } } }] });
+        let defaulted = serde_json::json!({ "containers": [{ "name": "a", "imagePullPolicy": "IfNotPresent", "resources": { "requests": { "cpu": "500m", "memory": "1Gi" } } }] });
+        assert!(is_subset(&desired, &defaulted));
+        let more = serde_json::json!({ "containers": [{ "name": "a", "resources": { "requests": { "cpu": "600m", "memory": "1Gi" } } }] });
+        assert!(!is_subset(&desired, &more));
+        assert!(!is_subset(
+            &serde_json::json!({ "image": "postfix:1" }),
+            &serde_json::json!({ "image": "postfix:2" })
+        ));
+        assert_eq!(quantity("1e3"), Some(1000.0));
+        assert_eq!(quantity("1.5Gi"), Some(1.5 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity("postfix"), None);
+        assert_eq!(quantity("10Gx"), None);
     }
 
     #[test]

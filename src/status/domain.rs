@@ -13,8 +13,12 @@ use crate::claims::ClaimOutcome;
 use crate::health::probe::Outcome;
 use crate::health::tracker::{Health, Visible};
 use crate::routing::decision::{Decision, Flip};
+use crate::status::standby::Readiness;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+
+/// How many addresses without an emergency password status names (it counts them all).
+pub const WITHOUT_PASSWORD_LISTED: usize = 50;
 
 /// What the controller found out about a domain in this reconcile.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,10 +29,14 @@ pub struct DomainFacts {
     pub claim: ClaimOutcome,
     /// Number of covered addresses, when known.
     pub covered: Option<usize>,
+    /// The covered addresses without an emergency password, in order.
+    pub without_password: Vec<String>,
     /// What this replica has seen of the primary.
     pub health: Option<Health>,
     /// Where mail goes; `None` while the domain may not act (routing is then left as it is).
     pub decision: Option<Decision>,
+    /// Whether the standby is ready; `None` while the domain may not act.
+    pub standby: Option<Readiness>,
     /// Why the API server refused a child this reconcile built, if it did.
     pub rejected: Option<String>,
     /// The next hop of the decided route, as the transport map lists it.
@@ -76,12 +84,23 @@ pub fn compute(
             ),
         ),
     };
-    let standby = Desired::new(
-        types::STANDBY_READY,
-        Status::False,
-        reasons::STANDBY_NOT_PROVISIONED,
-        "the standby mail stack (Postfix, Dovecot, webmail) is not provisioned yet",
-    );
+    // A domain that does not act leaves its standby as it was, and so its condition.
+    let standby = match &facts.standby {
+        Some(readiness) => Desired::new(
+            types::STANDBY_READY,
+            readiness.ready.into(),
+            readiness.reason,
+            readiness.message.clone(),
+        ),
+        None => Desired::carried(&previous.conditions, types::STANDBY_READY).unwrap_or_else(|| {
+            Desired::new(
+                types::STANDBY_READY,
+                Status::False,
+                reasons::STANDBY_NOT_PROVISIONED,
+                "the standby mail stack (Postfix, Dovecot, webmail) is not provisioned yet",
+            )
+        }),
+    };
     let primary = primary_reachable(domain, facts.health.as_ref(), &previous);
     let continuity = match &facts.decision {
         Some(decision) => Desired::new(
@@ -145,20 +164,7 @@ pub fn compute(
             Desired::new(types::READY, Status::False, reasons::CHILD_REJECTED, rejection.clone()),
         )
     } else {
-        let phase = match &facts.decision {
-            Some(decision) if decision.target == RouteTarget::Standby => DomainPhase::Active,
-            Some(decision) if decision.flip == Some(Flip::ToPrimary) => DomainPhase::FailingBack,
-            _ => DomainPhase::Provisioning,
-        };
-        (
-            phase,
-            Desired::new(
-                types::READY,
-                Status::False,
-                reasons::STANDBY_NOT_PROVISIONED,
-                "the standby mail stack is not provisioned, so continuity cannot serve users yet",
-            ),
-        )
+        serving(facts)
     };
 
     let generation = domain.metadata.generation;
@@ -200,9 +206,80 @@ pub fn compute(
         } else {
             facts.covered.map(|n| UsersStatus {
                 covered: u32::try_from(n).unwrap_or(u32::MAX),
+                without_emergency_password: u32::try_from(facts.without_password.len()).unwrap_or(u32::MAX),
+                without_emergency_password_addresses: facts
+                    .without_password
+                    .iter()
+                    .take(WITHOUT_PASSWORD_LISTED)
+                    .cloned()
+                    .collect(),
             })
         },
         messages: previous.messages.clone(),
+    }
+}
+
+/// Phase and `Ready` of a domain that acts: armed (or serving from the standby) once the
+/// standby is ready and the covered users are known.
+fn serving(facts: &DomainFacts) -> (DomainPhase, Desired) {
+    let covered = facts.covered.unwrap_or(0);
+    let to_standby = facts
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.target == RouteTarget::Standby);
+    let failing_back = facts.decision.as_ref().is_some_and(|d| d.flip == Some(Flip::ToPrimary));
+    let phase = if to_standby {
+        DomainPhase::Active
+    } else if failing_back {
+        DomainPhase::FailingBack
+    } else {
+        DomainPhase::Provisioning
+    };
+    let ready = |reason, message: String| Desired::new(types::READY, Status::True, reason, message);
+    let not_ready = |reason, message: String| Desired::new(types::READY, Status::False, reason, message);
+    match &facts.standby {
+        None => (
+            phase,
+            not_ready(
+                reasons::STANDBY_NOT_PROVISIONED,
+                "the standby mail stack is not provisioned, so continuity cannot serve users yet".into(),
+            ),
+        ),
+        Some(standby) if !standby.ready && to_standby => (
+            phase,
+            not_ready(
+                reasons::STANDBY_NOT_READY,
+                format!("mail goes to the standby, which is not ready: {}", standby.message),
+            ),
+        ),
+        Some(standby) if !standby.ready => (
+            phase,
+            not_ready(
+                reasons::STANDBY_NOT_READY,
+                format!("the standby cannot take over yet: {}", standby.message),
+            ),
+        ),
+        Some(_) if to_standby => (
+            phase,
+            ready(
+                reasons::SERVING_FROM_STANDBY,
+                format!("mail goes to the standby, which serves {covered} covered users"),
+            ),
+        ),
+        Some(_) if facts.covered.is_none() => (
+            phase,
+            not_ready(
+                reasons::DIRECTORY_NOT_READ,
+                "the directory listing the domain's users has not been read yet".into(),
+            ),
+        ),
+        Some(_) => (
+            if failing_back { phase } else { DomainPhase::Armed },
+            ready(
+                reasons::ARMED,
+                format!("mail goes to the primary; the standby is ready to take over for {covered} covered users"),
+            ),
+        ),
     }
 }
 
@@ -335,8 +412,10 @@ mod tests {
             violations: vec![],
             claim: ClaimOutcome::Accepted,
             covered,
+            without_password: vec![],
             health: None,
             decision: None,
+            standby: None,
             rejected: None,
             next_hop: None,
         }
@@ -395,7 +474,7 @@ mod tests {
         );
         assert_eq!(status.observed_generation, Some(1));
         assert_eq!(status.claimed_domain.as_deref(), Some("example.com"));
-        assert_eq!(status.users, Some(UsersStatus { covered: 2 }));
+        assert_eq!(status.users.map(|u| u.covered), Some(2));
         assert!(status.conditions.iter().all(|c| c.observed_generation == Some(1)));
     }
 
@@ -630,15 +709,18 @@ mod tests {
         domain.spec.suspend = true;
         assert!(!accepted(None).acts(&domain));
         domain.status = Some(ContinuityDomainStatus {
-            users: Some(UsersStatus { covered: 7 }),
+            users: Some(UsersStatus {
+                covered: 7,
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let status = compute(&domain, &accepted(Some(0)), &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Suspended));
         assert_eq!(condition(&status, types::READY), ("False", reasons::SUSPENDED));
         assert_eq!(
-            status.users,
-            Some(UsersStatus { covered: 7 }),
+            status.users.map(|u| u.covered),
+            Some(7),
             "suspended: coverage left as it was"
         );
     }

@@ -3,4 +3,5 @@
 //! writes nothing when nothing changed.
 
 pub mod domain;
+pub mod standby;
 pub mod user;

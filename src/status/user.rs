@@ -1,32 +1,36 @@
 //! The status of a ContinuityUser.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::ContinuityUser;
 use crate::api::conditions::{self, Desired, Status, reasons, types};
 use crate::api::user::ContinuityUserStatus;
 use crate::coverage::Verdict;
+use crate::credentials::Missing;
 
-/// Computes the status the user should have given the coverage verdict.
-pub fn compute(user: &ContinuityUser, verdict: &Verdict, now: &Time) -> ContinuityUserStatus {
+/// What the controller found out about a user.
+#[derive(Clone, Debug)]
+pub struct UserFacts<'a> {
+    pub verdict: Verdict,
+    /// Whether the user has an emergency password (only looked up for a covered user).
+    pub password: Result<(), Missing>,
+    /// The domain's `StandbyReady` condition, if it has one.
+    pub standby: Option<&'a Condition>,
+}
+
+/// Computes the status the user should have.
+pub fn compute(user: &ContinuityUser, facts: &UserFacts<'_>, now: &Time) -> ContinuityUserStatus {
     let previous = user.status.clone().unwrap_or_default();
-    let (covered, ready) = match verdict {
+    let address = &user.spec.address;
+    let (covered, ready) = match &facts.verdict {
         Verdict::Covered => (
             Desired::new(
                 types::COVERED,
                 Status::True,
                 reasons::COVERED,
-                format!(
-                    "{} is covered by ContinuityDomain {}",
-                    user.spec.address, user.spec.domain_ref.name
-                ),
+                format!("{address} is covered by ContinuityDomain {}", user.spec.domain_ref.name),
             ),
-            Desired::new(
-                types::READY,
-                Status::False,
-                reasons::STANDBY_NOT_PROVISIONED,
-                "covered, but the mailbox cannot exist yet: the domain's standby mail stack is not provisioned",
-            ),
+            ready(address, facts),
         ),
         Verdict::NotCovered { reason, message } => (
             Desired::new(types::COVERED, Status::False, *reason, message.clone()),
@@ -45,6 +49,41 @@ pub fn compute(user: &ContinuityUser, verdict: &Verdict, now: &Time) -> Continui
     }
 }
 
+/// `Ready` of a covered user: the mailbox is on a ready standby and the user can log in.
+fn ready(address: &str, facts: &UserFacts<'_>) -> Desired {
+    if let Err(missing) = &facts.password {
+        return Desired::new(
+            types::READY,
+            Status::False,
+            reasons::EMERGENCY_PASSWORD_MISSING,
+            format!(
+                "{address} receives mail on the standby but cannot log in to the webmail: {}",
+                missing.describe()
+            ),
+        );
+    }
+    match facts.standby {
+        Some(standby) if standby.status == "True" => Desired::new(
+            types::READY,
+            Status::True,
+            reasons::PROVISIONED,
+            format!("the mailbox of {address} is on the standby, and its emergency password opens the webmail"),
+        ),
+        Some(standby) => Desired::new(
+            types::READY,
+            Status::False,
+            reasons::STANDBY_NOT_READY,
+            format!("the domain's standby is not ready: {}", standby.message),
+        ),
+        None => Desired::new(
+            types::READY,
+            Status::False,
+            reasons::STANDBY_NOT_PROVISIONED,
+            "covered, but the mailbox cannot exist yet: the domain's standby mail stack is not provisioned",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,37 +91,91 @@ mod tests {
     use crate::testing::fixture;
     use k8s_openapi::jiff::Timestamp;
 
+    fn at(second: i64) -> Time {
+        Time(Timestamp::from_second(second).unwrap())
+    }
+
+    fn standby(status: &str) -> Condition {
+        Condition {
+            type_: types::STANDBY_READY.into(),
+            status: status.into(),
+            reason: reasons::MAIL_POD_NOT_READY.into(),
+            message: "StatefulSet x: the mail pod (Postfix, Dovecot) is not ready".into(),
+            last_transition_time: at(1),
+            observed_generation: Some(1),
+        }
+    }
+
+    fn reason(status: &ContinuityUserStatus, type_: &str) -> (String, String) {
+        let c = find(&status.conditions, type_).unwrap();
+        (c.status.clone(), c.reason.clone())
+    }
+
     #[test]
-    fn a_covered_user_is_not_ready_before_its_mailbox_exists() {
+    fn a_covered_user_is_ready_once_the_standby_is_and_it_has_a_password() {
         let user: ContinuityUser = fixture("user-alice.yaml");
-        let status = compute(&user, &Verdict::Covered, &Time(Timestamp::from_second(5).unwrap()));
-        let covered = find(&status.conditions, types::COVERED).unwrap();
+        let (ready, not_ready) = (standby("True"), standby("False"));
+        let facts = |password, standby| UserFacts {
+            verdict: Verdict::Covered,
+            password,
+            standby,
+        };
+        let status = compute(&user, &facts(Ok(()), None), &at(5));
         assert_eq!(
-            (covered.status.as_str(), covered.reason.as_str()),
-            ("True", reasons::COVERED)
+            reason(&status, types::COVERED),
+            ("True".into(), reasons::COVERED.into())
         );
-        let ready = find(&status.conditions, types::READY).unwrap();
         assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", reasons::STANDBY_NOT_PROVISIONED)
+            reason(&status, types::READY),
+            ("False".into(), reasons::STANDBY_NOT_PROVISIONED.into())
         );
         assert_eq!(status.observed_generation, Some(1));
+
+        let status = compute(&user, &facts(Ok(()), Some(&not_ready)), &at(5));
+        assert_eq!(
+            reason(&status, types::READY),
+            ("False".into(), reasons::STANDBY_NOT_READY.into())
+        );
+        assert!(
+            find(&status.conditions, types::READY)
+                .unwrap()
+                .message
+                .contains("not ready")
+        );
+
+        let status = compute(&user, &facts(Ok(()), Some(&ready)), &at(5));
+        assert_eq!(
+            reason(&status, types::READY),
+            ("True".into(), reasons::PROVISIONED.into())
+        );
+
+        let missing = Missing::SecretNotFound {
+            secret: "alice-emergency".into(),
+        };
+        let status = compute(&user, &facts(Err(missing), Some(&ready)), &at(5));
+        assert_eq!(
+            reason(&status, types::READY),
+            ("False".into(), reasons::EMERGENCY_PASSWORD_MISSING.into())
+        );
+        let message = &find(&status.conditions, types::READY).unwrap().message;
+        assert!(message.contains("Secret alice-emergency does not exist"), "{message}");
     }
 
     #[test]
     fn the_reason_for_not_being_covered_is_the_condition_reason() {
         let user: ContinuityUser = fixture("user-alice.yaml");
-        let verdict = Verdict::NotCovered {
-            reason: reasons::DOMAIN_NOT_FOUND,
-            message: "ContinuityDomain example-com does not exist in this namespace".into(),
+        let facts = UserFacts {
+            verdict: Verdict::NotCovered {
+                reason: reasons::DOMAIN_NOT_FOUND,
+                message: "ContinuityDomain example-com does not exist in this namespace".into(),
+            },
+            password: Ok(()),
+            standby: None,
         };
-        let status = compute(&user, &verdict, &Time(Timestamp::from_second(5).unwrap()));
+        let status = compute(&user, &facts, &at(5));
         let covered = find(&status.conditions, types::COVERED).unwrap();
         assert_eq!(covered.reason, reasons::DOMAIN_NOT_FOUND);
         assert!(covered.message.contains("does not exist"));
-        assert_eq!(
-            find(&status.conditions, types::READY).unwrap().reason,
-            reasons::NOT_COVERED
-        );
+        assert_eq!(reason(&status, types::READY).1, reasons::NOT_COVERED);
     }
 }

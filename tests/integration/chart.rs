@@ -169,14 +169,23 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     );
     assert_restricted(&pod);
 
-    // Least privilege: the reconciled namespace only, Leases in the release namespace only, no
-    // Secrets at all; ContinuityDomains readable everywhere for the claims check.
+    // Least privilege: the reconciled namespace only, Leases in the release namespace only;
+    // ContinuityDomains readable everywhere for the claims check; nothing deleted, ever.
     let (in_tenant, in_release) = (Some(tenant.as_str()), Some(release_ns.as_str()));
     let expectations = [
         (true, "patch", "", "configmaps", in_tenant),
         (false, "patch", "", "configmaps", Some("default")),
         (false, "list", "", "secrets", None),
-        (false, "get", "", "secrets", in_tenant),
+        (true, "get", "", "secrets", in_tenant),
+        (true, "watch", "", "secrets", in_tenant),
+        (false, "delete", "", "secrets", in_tenant),
+        (false, "get", "", "secrets", in_release),
+        (true, "patch", "apps", "statefulsets", in_tenant),
+        (true, "patch", "apps", "deployments", in_tenant),
+        (false, "delete", "apps", "statefulsets", in_tenant),
+        (true, "patch", "networking.k8s.io", "ingresses", in_tenant),
+        (true, "patch", "networking.k8s.io", "networkpolicies", in_tenant),
+        (false, "patch", "apps", "deployments", Some("default")),
         (true, "list", "continuity.mailops.io", "continuitydomains", None),
         (false, "list", "continuity.mailops.io", "continuityusers", None),
         (
@@ -215,7 +224,7 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     apply_yaml(&client, &tenant, &domain_yaml("d", &mail)).await;
     apply_yaml(&client, &tenant, &user_yaml("u", "d", &format!("u@{mail}"))).await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &tenant);
-    reach(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
+    reach(&domains, "d", "Ready", "False", "StandbyNotReady").await;
     reach(
         &Api::<ContinuityUser>::namespaced(client.clone(), &tenant),
         "u",
@@ -298,7 +307,7 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
 }
 
 #[tokio::test]
-async fn a_cluster_wide_install_grants_every_namespace_but_no_secrets() {
+async fn a_cluster_wide_install_grants_every_namespace_but_deletes_nothing() {
     let client = client().await;
     let release_ns = unique("chart-cluster");
     let release = unique("wide");
@@ -311,8 +320,10 @@ async fn a_cluster_wide_install_grants_every_namespace_but_no_secrets() {
     );
     let account = (release_ns.as_str(), fullname.as_str());
     let mut expectations = vec![
-        (false, "list", "", "secrets", None),
-        (false, "get", "", "secrets", Some("default")),
+        (true, "list", "", "secrets", None),
+        (false, "delete", "", "secrets", Some("default")),
+        (false, "delete", "apps", "statefulsets", Some("default")),
+        (false, "delete", "", "persistentvolumeclaims", Some("default")),
         (
             false,
             "delete",

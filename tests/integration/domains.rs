@@ -32,7 +32,7 @@ async fn the_examples_apply_and_their_statuses_converge() {
     // (name, covered users): SelectedUsers with alice and bob; a static list minus one
     // exclusion; an LDAP directory not read yet.
     for (name, covered) in [("example-com", Some(2)), ("shop-example-org", Some(2)), ("corp", None)] {
-        reach(&domains, name, "Ready", "False", "StandbyNotProvisioned").await;
+        reach(&domains, name, "Ready", "False", "StandbyNotReady").await;
         let domain = wait_for(&format!("{name} covered users"), Duration::from_secs(30), || async {
             let latest = domains.get(name).await.ok()?;
             (latest.status.as_ref()?.users.as_ref().map(|u| u.covered) == covered).then_some(latest)
@@ -57,10 +57,21 @@ async fn the_examples_apply_and_their_statuses_converge() {
         }
     }
     let users: Api<ContinuityUser> = scene.api();
-    for name in ["alice", "bob"] {
+    // Both receive mail on the standby; Bob, without an emergency password, cannot log in.
+    for (name, ready_reason) in [("alice", "StandbyNotReady"), ("bob", "EmergencyPasswordMissing")] {
         reach(&users, name, "Covered", "True", "Covered").await;
-        reach(&users, name, "Ready", "False", "StandbyNotProvisioned").await;
+        reach(&users, name, "Ready", "False", ready_reason).await;
     }
+    let users_status = domains
+        .get("example-com")
+        .await
+        .expect("example-com")
+        .status
+        .and_then(|s| s.users);
+    assert_eq!(
+        users_status.map(|u| (u.without_emergency_password, u.without_emergency_password_addresses)),
+        Some((1, vec!["bob@example.com".to_owned()]))
+    );
     scene
         .coverage_lists("example-com", &["alice@example.com".into(), "bob@example.com".into()])
         .await;
@@ -255,7 +266,7 @@ async fn a_claimed_domain_name_cannot_be_changed_and_working_parts_stay() {
     assert_eq!(after.data, before.data, "the working parts are left as they were");
 
     scene.apply(&domain_yaml("d", &scene.mail)).await;
-    reach(&domains, "d", "Ready", "False", "StandbyNotProvisioned").await;
+    reach(&domains, "d", "Ready", "False", "StandbyNotReady").await;
 }
 
 #[tokio::test]

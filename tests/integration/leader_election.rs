@@ -21,7 +21,7 @@ async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
 }
 
 async fn converged(domains: &Api<ContinuityDomain>, name: &str) {
-    reach(domains, name, "Ready", "False", "StandbyNotProvisioned").await;
+    reach(domains, name, "Ready", "False", "StandbyNotReady").await;
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ mod domains;
 mod failover;
 mod health;
 mod leader_election;
+mod mailstack;
 mod peers;
 mod postfix;
+mod standby;
 mod users;

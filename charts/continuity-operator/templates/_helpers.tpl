@@ -52,8 +52,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [continuity.mailops.io]
   resources: [continuitydomains/finalizers]
   verbs: [update]
+# The standby's children. Nothing is ever deleted by the operator: children go with their
+# ContinuityDomain through garbage collection (ownerReferences).
 - apiGroups: [""]
   resources: [configmaps, services, endpoints]
+  verbs: [get, list, watch, create, patch]
+# Secrets: the metadata of all of them is watched and the emergency passwords a domain
+# references are read (get); the operator writes only its own (the password hashes).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [apps]
+  resources: [statefulsets, deployments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses, networkpolicies]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]

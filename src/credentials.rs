@@ -1,0 +1,244 @@
+//! Emergency passwords: where each covered user's comes from, and why a user has none. A
+//! ContinuityUser's own `emergencyPassword` (a Secret key) comes first; otherwise the domain's
+//! `emergencyPasswords` Secret, keyed by the address's local part. Pure: the controller reads
+//! the Secrets and hands their data in; nothing here logs or keeps a password.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+
+use crate::api::domain::UserScope;
+use crate::api::{ContinuityDomain, ContinuityUser};
+use crate::coverage::{self, Verdict, normalize};
+use crate::standby::Mailbox;
+
+/// A Secret's data.
+pub type SecretData = BTreeMap<String, ByteString>;
+
+/// The Secrets a reconcile read, by name: `None` when the Secret does not exist.
+pub type SecretsRead = HashMap<String, Option<Arc<SecretData>>>;
+
+/// Why a covered user has no emergency password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// Neither the user nor the domain names a Secret.
+    NotConfigured,
+    SecretNotFound {
+        secret: String,
+    },
+    KeyNotFound {
+        secret: String,
+        key: String,
+    },
+    NotUtf8 {
+        secret: String,
+        key: String,
+    },
+    Empty {
+        secret: String,
+        key: String,
+    },
+}
+
+impl Missing {
+    /// A sentence for a condition message.
+    pub fn describe(&self) -> String {
+        match self {
+            Missing::NotConfigured => {
+                "no emergency password is configured: set the user's spec.emergencyPassword or the domain's spec.emergencyPasswords".into()
+            }
+            Missing::SecretNotFound { secret } => format!("Secret {secret} does not exist"),
+            Missing::KeyNotFound { secret, key } => format!("Secret {secret} has no key {key:?}"),
+            Missing::NotUtf8 { secret, key } => format!("key {key:?} of Secret {secret} is not valid UTF-8"),
+            Missing::Empty { secret, key } => format!("key {key:?} of Secret {secret} is empty"),
+        }
+    }
+}
+
+/// The Secrets the domain's passwords come from (the domain's own and its users').
+pub fn referenced_secrets(domain: &ContinuityDomain, users: &[&ContinuityUser]) -> BTreeSet<String> {
+    domain
+        .spec
+        .emergency_passwords
+        .iter()
+        .map(|p| p.secret_ref.name.clone())
+        .chain(
+            users
+                .iter()
+                .filter_map(|u| Some(u.spec.emergency_password.as_ref()?.name.clone())),
+        )
+        .collect()
+}
+
+/// The emergency password of `address`, whose ContinuityUser (if it has one) is `user`.
+pub fn password_for(
+    domain: &ContinuityDomain,
+    user: Option<&ContinuityUser>,
+    address: &str,
+    secrets: &SecretsRead,
+) -> Result<String, Missing> {
+    let (secret, key) = match (
+        user.and_then(|u| u.spec.emergency_password.as_ref()),
+        &domain.spec.emergency_passwords,
+    ) {
+        (Some(own), _) => (own.name.clone(), own.key.clone()),
+        (None, Some(shared)) => (
+            shared.secret_ref.name.clone(),
+            address.split('@').next().unwrap_or_default().to_owned(),
+        ),
+        (None, None) => return Err(Missing::NotConfigured),
+    };
+    let Some(Some(data)) = secrets.get(&secret) else {
+        return Err(Missing::SecretNotFound { secret });
+    };
+    let Some(value) = data.get(&key) else {
+        return Err(Missing::KeyNotFound { secret, key });
+    };
+    let Ok(text) = std::str::from_utf8(&value.0) else {
+        return Err(Missing::NotUtf8 { secret, key });
+    };
+    // A password written with `echo` or from a file ends in a newline nobody can type.
+    let password = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    if password.is_empty() {
+        return Err(Missing::Empty { secret, key });
+    }
+    Ok(password.to_owned())
+}
+
+/// The covered addresses as mailboxes, with their passwords where found, and the addresses
+/// without one (in order).
+pub fn mailboxes(
+    domain: &ContinuityDomain,
+    covered: &BTreeSet<String>,
+    users: &[&ContinuityUser],
+    secrets: &SecretsRead,
+) -> (Vec<Mailbox>, Vec<(String, Missing)>) {
+    // Under SelectedUsers an address is covered through exactly one ContinuityUser, whose own
+    // password reference applies.
+    let covering: HashMap<String, &ContinuityUser> = match domain.spec.users.scope {
+        UserScope::SelectedUsers => coverage::judge_selected(domain, true, users)
+            .into_iter()
+            .filter(|(_, verdict)| *verdict == Verdict::Covered)
+            .map(|(user, _)| (normalize(&user.spec.address), user))
+            .collect(),
+        UserScope::AllUsers => HashMap::new(),
+    };
+    let mut missing = Vec::new();
+    let mailboxes = covered
+        .iter()
+        .map(|address| {
+            let user = covering.get(address).copied();
+            let password = password_for(domain, user, address, secrets)
+                .map_err(|why| missing.push((address.clone(), why)))
+                .ok();
+            Mailbox {
+                address: address.clone(),
+                password,
+            }
+        })
+        .collect();
+    (mailboxes, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::domain::{EmergencyPasswords, LocalObjectReference};
+    use crate::api::user::SecretKeySelector;
+    use crate::testing::fixture;
+
+    fn secret(pairs: &[(&str, &[u8])]) -> Option<Arc<SecretData>> {
+        Some(Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
+                .collect(),
+        ))
+    }
+
+    fn domain_with_shared_secret() -> ContinuityDomain {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        domain.spec.emergency_passwords = Some(EmergencyPasswords {
+            secret_ref: LocalObjectReference { name: "shared".into() },
+        });
+        domain
+    }
+
+    #[test]
+    fn the_users_own_secret_comes_before_the_domains() {
+        let domain = domain_with_shared_secret();
+        let mut alice: ContinuityUser = fixture("user-alice.yaml");
+        alice.spec.emergency_password = None;
+        let secrets = SecretsRead::from([
+            ("shared".to_owned(), secret(&[("alice", b"from-domain\n")])),
+            ("alice-own".to_owned(), secret(&[("pw", b"from-user\r\n")])),
+        ]);
+        assert_eq!(
+            password_for(&domain, Some(&alice), "alice@example.com", &secrets),
+            Ok("from-domain".into()),
+            "one trailing newline is dropped"
+        );
+        alice.spec.emergency_password = Some(SecretKeySelector {
+            name: "alice-own".into(),
+            key: "pw".into(),
+        });
+        assert_eq!(
+            password_for(&domain, Some(&alice), "alice@example.com", &secrets),
+            Ok("from-user".into())
+        );
+        assert_eq!(
+            referenced_secrets(&domain, &[&alice]),
+            BTreeSet::from(["alice-own".to_owned(), "shared".to_owned()])
+        );
+    }
+
+    #[test]
+    fn each_way_of_lacking_a_password_is_named() {
+        let plain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let domain = domain_with_shared_secret();
+        let empty = SecretsRead::new();
+        assert_eq!(
+            password_for(&plain, None, "a@example.com", &empty),
+            Err(Missing::NotConfigured)
+        );
+        let absent = SecretsRead::from([("shared".to_owned(), None)]);
+        assert_eq!(
+            password_for(&domain, None, "a@example.com", &absent).map_err(|m| m.describe()),
+            Err("Secret shared does not exist".into())
+        );
+        let secrets = SecretsRead::from([("shared".to_owned(), secret(&[("b", b"\xff\xfe"), ("c", b"\n")]))]);
+        assert!(matches!(
+            password_for(&domain, None, "a@example.com", &secrets),
+            Err(Missing::KeyNotFound { .. })
+        ));
+        assert!(matches!(
+            password_for(&domain, None, "b@example.com", &secrets),
+            Err(Missing::NotUtf8 { .. })
+        ));
+        assert!(matches!(
+            password_for(&domain, None, "c@example.com", &secrets),
+            Err(Missing::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn mailboxes_list_every_covered_address_and_who_lacks_a_password() {
+        let domain = domain_with_shared_secret();
+        let covered = BTreeSet::from(["alice@example.com".to_owned(), "bob@example.com".to_owned()]);
+        let secrets = SecretsRead::from([("shared".to_owned(), secret(&[("alice", b"pw")]))]);
+        let (mailboxes, missing) = mailboxes(&domain, &covered, &[], &secrets);
+        assert_eq!(
+            mailboxes
+                .iter()
+                .map(|m| (m.address.as_str(), m.password.is_some()))
+                .collect::<Vec<_>>(),
+            vec![("alice@example.com", true), ("bob@example.com", false)]
+        );
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].0, "bob@example.com");
+    }
+}

@@ -1,0 +1,167 @@
+//! Default-deny ingress for the standby's pods (SPEC 5): the mail pod admits SMTP only from
+//! the provider's gateway (namespaces, pods and address ranges from the operator's flags) and
+//! IMAP and submission only from the domain's own webmail pods; the webmail pods admit HTTP
+//! (from the ingress controller, wherever it runs) and nothing else. Egress is left open: the
+//! standby delivers its users' mail to any server on the Internet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{child_meta, mail, selector_labels, webmail, with_spec_hash};
+use crate::Result;
+use crate::api::ContinuityDomain;
+use crate::standby::layout;
+
+/// Who may send SMTP to the standbys: the provider's inbound gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayPeers {
+    /// Labels of the gateway's namespaces (every namespace when empty).
+    pub namespace_labels: BTreeMap<String, String>,
+    /// Labels of the gateway's pods in those namespaces (every pod when empty).
+    pub pod_labels: BTreeMap<String, String>,
+    /// Address ranges of gateways outside the cluster.
+    pub cidrs: Vec<String>,
+}
+
+fn selector(labels: &BTreeMap<String, String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: (!labels.is_empty()).then(|| labels.clone()),
+        ..LabelSelector::default()
+    }
+}
+
+fn ports(numbers: &[u16]) -> Option<Vec<NetworkPolicyPort>> {
+    Some(
+        numbers
+            .iter()
+            .map(|port| NetworkPolicyPort {
+                port: Some(IntOrString::Int((*port).into())),
+                protocol: Some("TCP".into()),
+                ..NetworkPolicyPort::default()
+            })
+            .collect(),
+    )
+}
+
+fn policy(
+    domain: &ContinuityDomain,
+    name: String,
+    component: &str,
+    rules: Vec<NetworkPolicyIngressRule>,
+) -> Result<NetworkPolicy> {
+    with_spec_hash(NetworkPolicy {
+        metadata: child_meta(domain, name, component)?,
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(&selector_labels(domain, component))),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(rules),
+            ..NetworkPolicySpec::default()
+        }),
+    })
+}
+
+/// The mail pod's policy.
+pub fn mail_policy(domain: &ContinuityDomain, gateway: &GatewayPeers) -> Result<NetworkPolicy> {
+    let gateway_peers: Vec<NetworkPolicyPeer> = std::iter::once(NetworkPolicyPeer {
+        namespace_selector: Some(selector(&gateway.namespace_labels)),
+        pod_selector: (!gateway.pod_labels.is_empty()).then(|| selector(&gateway.pod_labels)),
+        ..NetworkPolicyPeer::default()
+    })
+    .chain(gateway.cidrs.iter().map(|cidr| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.clone(),
+            ..IPBlock::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    }))
+    .collect();
+    let webmail_pods = NetworkPolicyPeer {
+        pod_selector: Some(selector(&selector_labels(domain, webmail::COMPONENT))),
+        ..NetworkPolicyPeer::default()
+    };
+    policy(
+        domain,
+        mail::name(domain),
+        mail::COMPONENT,
+        vec![
+            NetworkPolicyIngressRule {
+                from: Some(gateway_peers),
+                ports: ports(&[layout::SMTP_PORT]),
+            },
+            NetworkPolicyIngressRule {
+                from: Some(vec![webmail_pods]),
+                ports: ports(&[layout::IMAP_PORT, layout::SUBMISSION_PORT]),
+            },
+        ],
+    )
+}
+
+/// The webmail pods' policy: HTTP from anywhere (the ingress controller), nothing else.
+pub fn webmail_policy(domain: &ContinuityDomain) -> Result<NetworkPolicy> {
+    policy(
+        domain,
+        webmail::name(domain),
+        webmail::COMPONENT,
+        vec![NetworkPolicyIngressRule {
+            from: None,
+            ports: ports(&[layout::WEBMAIL_PORT]),
+        }],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{environment, fixture};
+
+    #[test]
+    fn smtp_comes_from_the_gateway_and_imap_from_the_webmail_only() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let mut gateway = environment().gateway;
+        gateway.cidrs = vec!["192.0.2.0/24".into()];
+        let policy = mail_policy(&domain, &gateway).unwrap();
+        let spec = policy.spec.unwrap();
+        assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_owned()][..]));
+        assert_eq!(
+            spec.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
+            "standby-mail"
+        );
+        let rules = spec.ingress.unwrap();
+        let port = |rule: &NetworkPolicyIngressRule| -> Vec<String> {
+            rule.ports
+                .iter()
+                .flatten()
+                .map(|p| format!("{:?}", p.port.clone().unwrap()))
+                .collect()
+        };
+        assert_eq!(port(&rules[0]), ["Int(2525)"]);
+        let smtp_from = rules[0].from.clone().unwrap();
+        assert_eq!(
+            smtp_from[0].namespace_selector.clone().unwrap().match_labels.unwrap()["kubernetes.io/metadata.name"],
+            "mail-gateway"
+        );
+        assert_eq!(smtp_from[1].ip_block.as_ref().unwrap().cidr, "192.0.2.0/24");
+        assert_eq!(port(&rules[1]), ["Int(1143)", "Int(5870)"]);
+        let webmail_from = rules[1].from.clone().unwrap();
+        assert_eq!(webmail_from.len(), 1);
+        assert!(webmail_from[0].namespace_selector.is_none(), "this namespace only");
+        assert_eq!(
+            webmail_from[0].pod_selector.clone().unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
+            "webmail"
+        );
+    }
+
+    #[test]
+    fn the_webmail_admits_http_only() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let rules = webmail_policy(&domain).unwrap().spec.unwrap().ingress.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(rules[0].from.is_none());
+        assert_eq!(rules[0].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(8000)));
+    }
+}

@@ -1,0 +1,366 @@
+//! The standby's rendered configuration, run in Debian's real Postfix and Dovecot on loopback,
+//! started by the rendered run scripts exactly as the mail pod's containers start them, with
+//! the containers' privileges: Postfix's script as root with only the pod's five capabilities,
+//! Dovecot's as an unprivileged user with none.
+//!
+//! The files are taken as the operator stored them (ConfigMap and Secret); only what belongs
+//! to the pod rather than to the configuration is rewritten, token by token: the directories
+//! of [`layout`] and the listening ports (free ones). The mail user is `vmail`, as in the
+//! Dovecot image; hack/test.sh creates it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use continuity_operator::standby::{CONFIG_FILES, PASSWD_KEY, layout};
+
+use crate::common::{free_port, unique, wait_for};
+
+/// The Postfix container's capabilities (see the mail StatefulSet's builder).
+const POSTFIX_CAPABILITIES: &str = "-all,+chown,+dac_override,+fowner,+setgid,+setuid";
+
+/// A running standby mail system: Postfix and Dovecot with the rendered configuration.
+pub struct MailStack {
+    dir: PathBuf,
+    pub smtp: u16,
+    pub submission: u16,
+    pub imap: u16,
+    postfix: Option<Child>,
+    dovecot: Option<Child>,
+}
+
+/// The mail pod's files as the operator stored them: the ConfigMap's data by key, and the
+/// Secret's password file.
+pub struct Files {
+    pub config: BTreeMap<String, String>,
+    pub passwd: String,
+}
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"))
+}
+
+fn checked(program: &str, args: &[&str]) {
+    let output = run(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl MailStack {
+    pub async fn start(files: &Files) -> MailStack {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("mailstack"));
+        let mut stack = MailStack {
+            dir,
+            smtp: free_port(),
+            submission: free_port(),
+            imap: free_port(),
+            postfix: None,
+            dovecot: None,
+        };
+        for sub in ["config", "secrets", "data", "run"] {
+            std::fs::create_dir_all(stack.dir.join(sub)).expect("mail stack directories");
+        }
+        // The volume and the runtime directory belong to the mail user, as fsGroup makes them
+        // in the pod; the root Postfix script creates its own directories in the volume.
+        let owner = format!("{0}:{0}", layout::MAIL_USER);
+        checked("chown", &[&owner, &stack.path("data"), &stack.path("run")]);
+        stack.update(files);
+        stack.start_dovecot().await;
+        stack.start_postfix().await;
+        stack
+    }
+
+    fn path(&self, sub: &str) -> String {
+        self.dir.join(sub).display().to_string()
+    }
+
+    /// Writes new files, as the kubelet updates mounted ConfigMaps and Secrets.
+    pub fn update(&self, files: &Files) {
+        let (lmtp, auth) = (free_port_cached(&self.dir, "lmtp"), free_port_cached(&self.dir, "auth"));
+        let rewrite = |text: &str| -> String {
+            // Longest first: /etc/continuity-secrets before /etc/continuity.
+            let mut text = text
+                .replace(layout::SECRETS, &self.path("secrets"))
+                .replace(layout::CONFIG, &self.path("config"))
+                .replace(layout::DATA, &self.path("data"))
+                .replace(layout::RUN, &self.path("run"));
+            for (from, to) in [
+                (layout::SMTP_PORT, self.smtp),
+                (layout::SUBMISSION_PORT, self.submission),
+                (layout::IMAP_PORT, self.imap),
+                (layout::LMTP_PORT, lmtp),
+                (layout::AUTH_PORT, auth),
+            ] {
+                text = replace_number(&text, from, to);
+            }
+            text
+        };
+        for (key, path) in CONFIG_FILES {
+            let content = files
+                .config
+                .get(key)
+                .unwrap_or_else(|| panic!("the ConfigMap has no {key}"));
+            write_atomically(&self.dir.join("config").join(path), &rewrite(content));
+        }
+        write_atomically(&self.dir.join("secrets").join(PASSWD_KEY), &files.passwd);
+        // A Secret volume shows the file to the pod's group; here, to everyone.
+        checked("chmod", &["0644", &self.path(&format!("secrets/{PASSWD_KEY}"))]);
+    }
+
+    fn spawn(&self, name: &str, command: &mut Command) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .expect("log file");
+        command
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"))
+    }
+
+    pub async fn start_postfix(&mut self) {
+        let script = self.path("config/run/postfix.sh");
+        let child = self.spawn(
+            "postfix",
+            Command::new("setpriv").args([
+                "--bounding-set",
+                POSTFIX_CAPABILITIES,
+                "--inh-caps=-all",
+                "--no-new-privs",
+                "sh",
+                &script,
+            ]),
+        );
+        self.postfix = Some(child);
+        wait_listening(self.smtp, || self.log("postfix")).await;
+    }
+
+    pub async fn start_dovecot(&mut self) {
+        let script = self.path("config/run/dovecot.sh");
+        let child = self.spawn(
+            "dovecot",
+            Command::new("setpriv").args([
+                &format!("--reuid={}", layout::MAIL_USER),
+                &format!("--regid={}", layout::MAIL_USER),
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "sh",
+                &script,
+            ]),
+        );
+        self.dovecot = Some(child);
+        wait_listening(self.imap, || self.log("dovecot")).await;
+    }
+
+    /// Stops Postfix as the kubelet stops its container: SIGTERM to the script.
+    pub fn stop_postfix(&mut self) {
+        terminate(self.postfix.take());
+    }
+
+    pub fn stop_dovecot(&mut self) {
+        terminate(self.dovecot.take());
+    }
+
+    /// A container's output (`postfix` or `dovecot`), for failure messages.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// How many messages wait in Postfix's queue (on the volume).
+    pub fn queued(&self) -> usize {
+        ["deferred", "active", "incoming"]
+            .iter()
+            .map(|queue| count_files(&self.dir.join("data/queue").join(queue)))
+            .sum()
+    }
+
+    /// Asks Postfix to retry its queue now.
+    pub fn flush(&self) {
+        checked("postfix", &["-c", &self.path("config/postfix"), "flush"]);
+    }
+}
+
+impl Drop for MailStack {
+    fn drop(&mut self) {
+        self.stop_postfix();
+        self.stop_dovecot();
+    }
+}
+
+fn terminate(child: Option<Child>) {
+    let Some(mut child) = child else { return };
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    for _ in 0..100 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The internal ports (LMTP, auth) stay the same across updates of the files.
+fn free_port_cached(dir: &Path, name: &str) -> u16 {
+    let file = dir.join(format!("{name}.port"));
+    if let Some(port) = std::fs::read_to_string(&file).ok().and_then(|p| p.parse().ok()) {
+        return port;
+    }
+    let port = free_port();
+    std::fs::write(file, port.to_string()).expect("port file");
+    port
+}
+
+/// Replaces a file at once (write then rename), as the kubelet swaps a volume's files, so a
+/// reader never sees half of it.
+fn write_atomically(path: &Path, content: &str) {
+    let parent = path.parent().expect("a directory");
+    std::fs::create_dir_all(parent).expect("config directory");
+    let temporary = parent.join(format!(
+        ".{}.new",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    std::fs::write(&temporary, content).expect("writing a config file");
+    std::fs::rename(&temporary, path).expect("replacing a config file");
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn wait_listening(port: u16, log: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on port {port} after 20 s:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Replaces `from` where it stands as a whole number.
+fn replace_number(text: &str, from: u16, to: u16) -> String {
+    replace_whole(text, &from.to_string(), &to.to_string(), |c| c.is_ascii_digit())
+}
+
+fn replace_whole(text: &str, from: &str, to: &str, joins: fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let before = rest[..at].chars().last();
+        let after = rest[at + from.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        out.push_str(if before.is_some_and(joins) || after.is_some_and(joins) {
+            from
+        } else {
+            to
+        });
+        rest = &rest[at + from.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One SMTP transaction with swaks (a real client): the reply code to RCPT TO (0 when the
+/// session ended before it), and swaks' transcript.
+pub fn deliver(port: u16, to: &str, subject: &str) -> (u16, String) {
+    let output = run(
+        "swaks",
+        &[
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--from",
+            "sender@example.org",
+            "--to",
+            to,
+            "--header",
+            &format!("Subject: {subject}"),
+            "--body",
+            "continuity standby test",
+        ],
+    );
+    let transcript = String::from_utf8_lossy(&output.stdout).into_owned();
+    (rcpt_reply(&transcript), transcript)
+}
+
+/// The reply code that follows swaks' `-> RCPT TO:` line.
+fn rcpt_reply(transcript: &str) -> u16 {
+    transcript
+        .lines()
+        .skip_while(|l| !l.contains("-> RCPT TO:"))
+        .nth(1)
+        .and_then(|l| {
+            l.trim_start_matches(|c: char| !c.is_ascii_digit())
+                .get(..3)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Logs in over IMAP (Python's imaplib, a real client) and returns the subjects in INBOX, or
+/// the server's refusal.
+pub fn imap_subjects(port: u16, user: &str, password: &str) -> Result<Vec<String>, String> {
+    let script = r#"
+import email, imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+try:
+    m.login(sys.argv[2], sys.argv[3])
+except imaplib.IMAP4.error as e:
+    print("LOGIN FAILED:", e)
+    sys.exit(3)
+m.select("INBOX")
+_, ids = m.search(None, "ALL")
+for i in ids[0].split():
+    _, data = m.fetch(i, "(RFC822)")
+    print(email.message_from_bytes(data[0][1])["Subject"])
+m.logout()
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &port.to_string(), user, password])
+        .output()
+        .expect("running python3");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(text.lines().map(str::to_owned).collect())
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+/// Waits until `user` sees a message with `subject` over IMAP.
+pub async fn wait_for_subject(port: u16, user: &str, password: &str, subject: &str) {
+    wait_for(
+        &format!("{subject:?} in the INBOX of {user}"),
+        Duration::from_secs(20),
+        || async move {
+            imap_subjects(port, user, password)
+                .ok()
+                .filter(|subjects| subjects.iter().any(|s| s == subject))
+                .map(drop)
+        },
+    )
+    .await;
+}

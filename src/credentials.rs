@@ -56,16 +56,33 @@ impl Missing {
     }
 }
 
-/// The Secrets the domain's passwords come from (the domain's own and its users').
-pub fn referenced_secrets(domain: &ContinuityDomain, users: &[&ContinuityUser]) -> BTreeSet<String> {
+/// The ContinuityUser through which each covered address is covered (SelectedUsers: exactly
+/// one; AllUsers: none, the addresses come from the directory).
+pub fn covering_users<'a>(
+    domain: &ContinuityDomain,
+    users: &[&'a ContinuityUser],
+) -> HashMap<String, &'a ContinuityUser> {
+    match domain.spec.users.scope {
+        UserScope::SelectedUsers => coverage::judge_selected(domain, true, users)
+            .into_iter()
+            .filter(|(_, verdict)| *verdict == Verdict::Covered)
+            .map(|(user, _)| (normalize(&user.spec.address), user))
+            .collect(),
+        UserScope::AllUsers => HashMap::new(),
+    }
+}
+
+/// The Secrets the covered users' passwords come from: the domain's shared one and the
+/// covering users' own. A user that is not covered gets nothing read on its behalf.
+pub fn referenced_secrets(domain: &ContinuityDomain, covering: &HashMap<String, &ContinuityUser>) -> BTreeSet<String> {
     domain
         .spec
         .emergency_passwords
         .iter()
         .map(|p| p.secret_ref.name.clone())
         .chain(
-            users
-                .iter()
+            covering
+                .values()
                 .filter_map(|u| Some(u.spec.emergency_password.as_ref()?.name.clone())),
         )
         .collect()
@@ -114,19 +131,9 @@ pub fn password_for(
 pub fn mailboxes(
     domain: &ContinuityDomain,
     covered: &BTreeSet<String>,
-    users: &[&ContinuityUser],
+    covering: &HashMap<String, &ContinuityUser>,
     secrets: &SecretsRead,
 ) -> (Vec<Mailbox>, Vec<(String, Missing)>) {
-    // Under SelectedUsers an address is covered through exactly one ContinuityUser, whose own
-    // password reference applies.
-    let covering: HashMap<String, &ContinuityUser> = match domain.spec.users.scope {
-        UserScope::SelectedUsers => coverage::judge_selected(domain, true, users)
-            .into_iter()
-            .filter(|(_, verdict)| *verdict == Verdict::Covered)
-            .map(|(user, _)| (normalize(&user.spec.address), user))
-            .collect(),
-        UserScope::AllUsers => HashMap::new(),
-    };
     let mut missing = Vec::new();
     let mailboxes = covered
         .iter()
@@ -191,8 +198,15 @@ mod tests {
             Ok("from-user".into())
         );
         assert_eq!(
-            referenced_secrets(&domain, &[&alice]),
+            referenced_secrets(&domain, &covering_users(&domain, &[&alice])),
             BTreeSet::from(["alice-own".to_owned(), "shared".to_owned()])
+        );
+        let mut stranger = alice.clone();
+        stranger.spec.address = "alice@elsewhere.example".into();
+        assert_eq!(
+            referenced_secrets(&domain, &covering_users(&domain, &[&stranger])),
+            BTreeSet::from(["shared".to_owned()]),
+            "a user that is not covered gets no Secret read"
         );
     }
 
@@ -230,7 +244,7 @@ mod tests {
         let domain = domain_with_shared_secret();
         let covered = BTreeSet::from(["alice@example.com".to_owned(), "bob@example.com".to_owned()]);
         let secrets = SecretsRead::from([("shared".to_owned(), secret(&[("alice", b"pw")]))]);
-        let (mailboxes, missing) = mailboxes(&domain, &covered, &[], &secrets);
+        let (mailboxes, missing) = mailboxes(&domain, &covered, &HashMap::new(), &secrets);
         assert_eq!(
             mailboxes
                 .iter()

@@ -37,6 +37,10 @@ pub enum Error {
     /// The operator was started with settings it cannot use.
     #[error("configuration: {0}")]
     Config(String),
+
+    /// A password could not be hashed (never the password itself, only what went wrong).
+    #[error("cannot hash an emergency password: {0}")]
+    PasswordHash(String),
 }
 
 /// Result with the operator's [`Error`].
@@ -51,7 +55,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 422),
             Error::Kube(_) => false,
-            Error::MissingField { .. } | Error::Serialize { .. } | Error::Config(_) => true,
+            Error::MissingField { .. } | Error::Serialize { .. } | Error::Config(_) | Error::PasswordHash(_) => true,
             Error::LeaderElection { .. } | Error::Http { .. } => false,
         }
     }
@@ -75,6 +79,7 @@ impl Error {
             Error::LeaderElection { .. } => "leader_election",
             Error::Http { .. } => "http",
             Error::Config(_) => "config",
+            Error::PasswordHash(_) => "password_hash",
         }
     }
 }

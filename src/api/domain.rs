@@ -541,7 +541,9 @@ pub struct WebmailWorkload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 
-    /// Number of webmail pods.
+    /// Number of webmail pods. Roundcube keeps a session on the pod it was opened on: with
+    /// more than one, the Ingress must send each user to the same pod (cookie affinity; for
+    /// ingress-nginx, `nginx.ingress.kubernetes.io/affinity: cookie` in `webmail.annotations`).
     #[serde(default = "default_webmail_replicas")]
     #[schemars(range(min = 0, max = 20))]
     pub replicas: i32,

@@ -1,5 +1,6 @@
 //! The controller's only writes: server-side apply of child objects and of status, under the
-//! one field manager, forced (the operator owns these fields). An unchanged child (same spec
+//! one field manager, forced (the operator owns these fields), and the deletion of a child the
+//! spec no longer asks for. An unchanged child (same spec
 //! hash as the cached one) and an unchanged status are never sent, nor is a repeat of what was
 //! just written while the cache catches up ([`super::memo`]); a steady-state reconcile makes no
 //! API writes.
@@ -7,7 +8,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -72,6 +73,42 @@ where
         .await?;
     ctx.memo.record(target, content);
     ctx.metrics.api_write(&K::kind(&()), Write::Apply);
+    Ok(Outcome::Written)
+}
+
+/// Deletes the child `name` in `namespace` if the cache holds it and the domain with
+/// `owner_uid` controls it: an object of that name someone else made is left alone.
+pub async fn remove<K>(ctx: &Context, cache: &Store<K>, namespace: &str, name: &str, owner_uid: &str) -> Result<Outcome>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    let Some(cached) = cache.get(&ObjectRef::new(name).within(namespace)) else {
+        return Ok(Outcome::Unchanged);
+    };
+    let controlled = cached
+        .owner_references()
+        .iter()
+        .any(|owner| owner.controller == Some(true) && owner.uid == owner_uid);
+    if !controlled {
+        return Ok(Outcome::Unchanged);
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: cached.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .delete(name, &params)
+        .await
+    {
+        Ok(_) => {}
+        // Gone already, or replaced by another object since the cache saw it.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => return Ok(Outcome::Unchanged),
+        Err(error) => return Err(error.into()),
+    }
+    ctx.metrics.api_write(&K::kind(&()), Write::Delete);
     Ok(Outcome::Written)
 }
 

@@ -25,7 +25,7 @@ use crate::credentials::{self, SecretsRead};
 use crate::health::scheduler::Registration;
 use crate::health::tracker::Health;
 use crate::health::{self};
-use crate::resources::{self, Child, Environment, mail, network_policy, next_hop, spec_hash, webmail};
+use crate::resources::{self, Child, Environment, Optional, mail, network_policy, next_hop, spec_hash, webmail};
 use crate::routing::decision::{self, Flip};
 use crate::routing::transport;
 use crate::standby::passwords::PasswordHasher;
@@ -58,6 +58,9 @@ pub struct Plan {
     /// Every other child, in the order they are applied: configuration before the workloads
     /// that mount it.
     pub children: Vec<Child>,
+    /// Children the spec no longer asks for, deleted if they exist: a removed webmail host
+    /// must not stay exposed.
+    pub removed: Vec<(Optional, String)>,
     /// How to probe the primary; `None` while the domain may not act.
     pub probe: Option<Registration>,
 }
@@ -95,6 +98,7 @@ pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
     let mut plan = Plan {
         routing: None,
         children: Vec::new(),
+        removed: Vec::new(),
         probe: None,
         facts,
     };
@@ -105,11 +109,24 @@ pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
     };
     plan.routing = Some(next_hop::service(domain, decision.target, &env.cluster_domain)?);
     let children = &mut plan.children;
+    // What the next hop may name comes first: the Service fronting a primary given by address.
+    match next_hop::primary_by_address(domain)? {
+        Some((service, endpoints)) => {
+            children.push(Child::Service(service));
+            children.push(Child::Endpoints(endpoints));
+        }
+        None => {
+            let name = next_hop::primary_service_name(domain);
+            plan.removed.push((Optional::Service, name.clone()));
+            plan.removed.push((Optional::Endpoints, name));
+        }
+    }
     // Until the covered users are known the mail configuration is left as it is: the mail pod
     // waits for its first one, or keeps serving the users it has.
     if let Some(addresses) = &covered {
         children.push(Child::ConfigMap(resources::coverage::build(domain, addresses)?));
-        let (mailboxes, missing) = credentials::mailboxes(domain, addresses, inputs.users, inputs.secrets);
+        let covering = credentials::covering_users(domain, inputs.users);
+        let (mailboxes, missing) = credentials::mailboxes(domain, addresses, &covering, inputs.secrets);
         plan.facts.without_password = missing.into_iter().map(|(address, _)| address).collect();
         let domain_uid = domain.uid().ok_or(Error::MissingField {
             kind: "ContinuityDomain",
@@ -130,14 +147,10 @@ pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
         )?));
         children.push(Child::Secret(mail::passwords_secret(
             domain,
-            standby::passwd_file(&settings, inputs.hasher),
+            standby::passwd_file(&settings, inputs.hasher)?,
         )?));
     }
     children.push(Child::ConfigMap(webmail::config_map(domain, env)?));
-    if let Some((service, endpoints)) = next_hop::primary_by_address(domain)? {
-        children.push(Child::Service(service));
-        children.push(Child::Endpoints(endpoints));
-    }
     children.push(Child::Service(mail::service(domain)?));
     children.push(Child::Service(webmail::service(domain)?));
     children.push(Child::NetworkPolicy(network_policy::mail_policy(domain, &env.gateway)?));
@@ -156,7 +169,10 @@ pub fn plan(domain: &ContinuityDomain, inputs: &Inputs<'_>) -> Result<Plan> {
     ));
     children.push(Child::StatefulSet(mail_set));
     children.push(Child::Deployment(webmail_deployment));
-    children.extend(ingress.map(Child::Ingress));
+    match ingress {
+        Some(ingress) => children.push(Child::Ingress(ingress)),
+        None => plan.removed.push((Optional::Ingress, webmail::name(domain))),
+    }
     plan.probe = Some(health::registration(&domain.spec, inputs.heartbeat));
     Ok(plan)
 }
@@ -184,9 +200,10 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     let users: Vec<&ContinuityUser> = users.iter().map(AsRef::as_ref).collect();
     let claimants = ctx.claims.get(&claims::claimed_domain(&domain).to_owned());
     let health = ctx.prober.health(&key);
+    let covering = credentials::covering_users(&domain, &users);
     let secrets = ctx
         .secrets
-        .read(&namespace, &credentials::referenced_secrets(&domain, &users))
+        .read(&namespace, &credentials::referenced_secrets(&domain, &covering))
         .await?;
     let mail_set = ctx
         .stateful_sets
@@ -198,24 +215,28 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         .ingresses
         .get(&ObjectRef::new(&webmail::name(&domain)).within(&namespace));
     let now = whole_seconds(Timestamp::now());
-    let mut plan = plan(
-        &domain,
-        &Inputs {
-            users: &users,
-            claimants: &claimants,
-            health: health.as_ref(),
-            environment: &ctx.settings.environment,
-            secrets: &secrets,
-            observed: Observed {
-                mail: mail_set.as_deref(),
-                webmail: webmail_deployment.as_deref(),
-                ingress: ingress.as_deref(),
+    // Hashing new passwords takes about a millisecond each (thousands after a restart): the
+    // runtime moves its other tasks off this thread meanwhile.
+    let mut plan = tokio::task::block_in_place(|| {
+        plan(
+            &domain,
+            &Inputs {
+                users: &users,
+                claimants: &claimants,
+                health: health.as_ref(),
+                environment: &ctx.settings.environment,
+                secrets: &secrets,
+                observed: Observed {
+                    mail: mail_set.as_deref(),
+                    webmail: webmail_deployment.as_deref(),
+                    ingress: ingress.as_deref(),
+                },
+                hasher: &ctx.hasher,
+                heartbeat: ctx.settings.status_heartbeat,
+                now,
             },
-            hasher: &ctx.hasher,
-            heartbeat: ctx.settings.status_heartbeat,
-            now,
-        },
-    )?;
+        )
+    })?;
 
     match &plan.probe {
         Some(registration) => ctx.prober.register(&key, registration.clone()),
@@ -241,6 +262,21 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
             Ok(outcome) => outcomes.push(outcome),
             Err(error) if error.is_permanent() => {
                 warn!(domain = %format!("{namespace}/{}", key.1), child = %child.describe(), %error, "the API server refused a child");
+                rejection.get_or_insert(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let uid = domain.uid().unwrap_or_default();
+    for (kind, name) in &plan.removed {
+        let removed = match kind {
+            Optional::Ingress => apply::remove(&ctx, &ctx.ingresses, &namespace, name, &uid).await,
+            Optional::Service => apply::remove(&ctx, &ctx.services, &namespace, name, &uid).await,
+            Optional::Endpoints => apply::remove(&ctx, &ctx.endpoints, &namespace, name, &uid).await,
+        };
+        match removed {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) if error.is_permanent() => {
                 rejection.get_or_insert(error);
             }
             Err(error) => return Err(error),

@@ -367,7 +367,7 @@ pub async fn run(
         stateful_sets,
         deployments,
         ingresses,
-        secrets: secrets::PasswordSecrets::new(client.clone(), secret_versions),
+        secrets: secrets::PasswordSecrets::new(client.clone(), secret_versions, settings.resync * 2),
         hasher: PasswordHasher::default(),
         prober,
         users_by_domain: Index::new(index_user),

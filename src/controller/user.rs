@@ -40,7 +40,10 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
         (Verdict::Covered, Some(domain)) => {
             let secrets = ctx
                 .secrets
-                .read(&namespace, &credentials::referenced_secrets(domain, &[user.as_ref()]))
+                .read(
+                    &namespace,
+                    &credentials::referenced_secrets(domain, &credentials::covering_users(domain, &[user.as_ref()])),
+                )
                 .await?;
             credentials::password_for(domain, Some(&user), &coverage::normalize(&user.spec.address), &secrets).map(drop)
         }

@@ -22,20 +22,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, KeyToPath,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
+    SecurityContext, Service, ServiceSpec, TCPSocketAction, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use super::pod::{container_port, empty_dir, mount, runtime_default_seccomp, service_port};
 use super::{Environment, child_labels, child_meta, content_hash, next_hop, selector_labels, with_spec_hash};
 use crate::Result;
 use crate::api::ContinuityDomain;
-use crate::standby::webmail::{IMAP_SERVICE_PORT, SMTP_SERVICE_PORT, SUBMISSION_SERVICE_PORT};
 use crate::standby::{self, CONFIG_FILES, PASSWD_KEY, layout};
 
 /// Component label of the mail pod and its objects.
@@ -85,16 +84,6 @@ pub fn passwords_secret(domain: &ContinuityDomain, passwd: String) -> Result<Sec
     })
 }
 
-fn service_port(name: &str, port: u16) -> ServicePort {
-    ServicePort {
-        name: Some(name.into()),
-        port: port.into(),
-        target_port: Some(IntOrString::String(name.into())),
-        protocol: Some("TCP".into()),
-        ..ServicePort::default()
-    }
-}
-
 /// The Service: SMTP on 25 for gateways, submission on 587 and IMAP on 143 for the webmail.
 pub fn service(domain: &ContinuityDomain) -> Result<Service> {
     with_spec_hash(Service {
@@ -103,9 +92,9 @@ pub fn service(domain: &ContinuityDomain) -> Result<Service> {
             type_: Some("ClusterIP".into()),
             selector: Some(selector_labels(domain, COMPONENT)),
             ports: Some(vec![
-                service_port("smtp", SMTP_SERVICE_PORT),
-                service_port("submission", SUBMISSION_SERVICE_PORT),
-                service_port("imap", IMAP_SERVICE_PORT),
+                service_port("smtp", next_hop::SMTP_PORT),
+                service_port("submission", layout::SUBMISSION_SERVICE_PORT),
+                service_port("imap", layout::IMAP_SERVICE_PORT),
             ]),
             ..ServiceSpec::default()
         }),
@@ -149,31 +138,6 @@ fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn port(name: &str, number: u16) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.into()),
-        container_port: number.into(),
-        protocol: Some("TCP".into()),
-        ..ContainerPort::default()
-    }
-}
-
-fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: volume.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..VolumeMount::default()
-    }
-}
-
-fn runtime_default_seccomp() -> Option<SeccompProfile> {
-    Some(SeccompProfile {
-        type_: "RuntimeDefault".into(),
-        ..SeccompProfile::default()
-    })
-}
-
 fn postfix_container(domain: &ContinuityDomain, env: &Environment) -> Container {
     let mail = &domain.spec.standby.mail;
     Container {
@@ -181,8 +145,8 @@ fn postfix_container(domain: &ContinuityDomain, env: &Environment) -> Container 
         image: Some(mail.postfix_image.clone().unwrap_or_else(|| env.images.postfix.clone())),
         command: Some(vec!["/bin/sh".into(), format!("{}/run/postfix.sh", layout::CONFIG)]),
         ports: Some(vec![
-            port("smtp", layout::SMTP_PORT),
-            port("submission", layout::SUBMISSION_PORT),
+            container_port("smtp", layout::SMTP_PORT),
+            container_port("submission", layout::SUBMISSION_PORT),
         ]),
         readiness_probe: Some(tcp_probe("smtp", 10, 3)),
         liveness_probe: Some(tcp_probe("smtp", 20, 6)),
@@ -211,7 +175,7 @@ fn dovecot_container(domain: &ContinuityDomain, env: &Environment) -> Container 
         name: "dovecot".into(),
         image: Some(mail.dovecot_image.clone().unwrap_or_else(|| env.images.dovecot.clone())),
         command: Some(vec!["/bin/sh".into(), format!("{}/run/dovecot.sh", layout::CONFIG)]),
-        ports: Some(vec![port("imap", layout::IMAP_PORT)]),
+        ports: Some(vec![container_port("imap", layout::IMAP_PORT)]),
         readiness_probe: Some(tcp_probe("imap", 10, 3)),
         liveness_probe: Some(tcp_probe("imap", 20, 6)),
         resources: mail.resources.clone(),
@@ -268,14 +232,7 @@ fn volumes(domain: &ContinuityDomain) -> Vec<Volume> {
             }),
             ..Volume::default()
         },
-        Volume {
-            name: "run".into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".into()),
-                ..EmptyDirVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        empty_dir("run", true),
     ]
 }
 
@@ -442,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_volume_is_kept_and_new_scripts_roll_the_pod() {
+    fn an_existing_volume_is_kept_and_the_pod_template_carries_the_run_scripts_hash() {
         let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
         let set = stateful_set(&domain, &environment(), None).unwrap();
         let volume = existing_volume(&set).unwrap();
@@ -454,6 +411,8 @@ mod tests {
             spec_hash(&set),
             "a claim template cannot change once created"
         );
+        // The pod template changes (and the pod rolls) when the run scripts do, and only
+        // then: the user list and passwords are not part of the StatefulSet at all.
         let annotations = set
             .spec
             .as_ref()
@@ -464,7 +423,11 @@ mod tests {
             .unwrap()
             .annotations
             .clone();
-        assert!(annotations.unwrap().contains_key(SCRIPTS_HASH_ANNOTATION));
+        let scripts = [standby::postfix::run_script(), standby::dovecot::run_script()];
+        assert_eq!(
+            annotations.unwrap()[SCRIPTS_HASH_ANNOTATION],
+            format!("{:016x}", content_hash(&scripts).unwrap())
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod coverage;
 pub mod mail;
 pub mod network_policy;
 pub mod next_hop;
+pub mod pod;
 pub mod webmail;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,15 @@ impl Child {
         };
         format!("{kind}/{}", self.meta().name.as_deref().unwrap_or_default())
     }
+}
+
+/// The kinds of the children a domain may stop asking for: the Ingress when `webmail` is
+/// removed, the Service and Endpoints fronting a primary that is no longer given by address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optional {
+    Ingress,
+    Service,
+    Endpoints,
 }
 
 /// What the builders take from the operator's configuration rather than from a domain.
@@ -156,18 +166,24 @@ pub fn with_spec_hash<K: Resource + Serialize>(mut object: K) -> Result<K> {
 
 /// Whether every field `desired` sets holds the same value in `actual`. Objects in `actual`
 /// may carry more fields (defaults the API server fills in, fields others own); lists must
-/// have the same length, element by element; quantities the server rewrote in canonical form
-/// (`0.5` as `500m`) count as equal.
+/// have the same length, element by element; quantities under `resources` that the server
+/// rewrote in canonical form (`0.5` as `500m`) count as equal.
 pub fn is_subset(desired: &serde_json::Value, actual: &serde_json::Value) -> bool {
+    subset(desired, actual, false)
+}
+
+fn subset(desired: &serde_json::Value, actual: &serde_json::Value, quantities: bool) -> bool {
     use serde_json::Value;
     match (desired, actual) {
-        (Value::Object(wanted), Value::Object(present)) => wanted
-            .iter()
-            .all(|(key, value)| present.get(key).is_some_and(|found| is_subset(value, found))),
+        (Value::Object(wanted), Value::Object(present)) => wanted.iter().all(|(key, value)| {
+            present
+                .get(key)
+                .is_some_and(|found| subset(value, found, quantities || key == "resources"))
+        }),
         (Value::Array(wanted), Value::Array(present)) => {
-            wanted.len() == present.len() && wanted.iter().zip(present).all(|(w, p)| is_subset(w, p))
+            wanted.len() == present.len() && wanted.iter().zip(present).all(|(w, p)| subset(w, p, quantities))
         }
-        (Value::String(wanted), Value::String(present)) => {
+        (Value::String(wanted), Value::String(present)) if quantities => {
             wanted == present || quantity(wanted).is_some_and(|w| quantity(present).is_some_and(|p| same_amount(w, p)))
         }
         (wanted, present) => wanted == present,
@@ -257,6 +273,13 @@ mod tests {
             &serde_json::json!({ "image": "postfix:1" }),
             &serde_json::json!({ "image": "postfix:2" })
         ));
+        assert!(
+            !is_subset(
+                &serde_json::json!({ "labels": { "size": "1k" } }),
+                &serde_json::json!({ "labels": { "size": "1000" } })
+            ),
+            "only resources are quantities"
+        );
         assert_eq!(quantity("1e3"), Some(1000.0));
         assert_eq!(quantity("1.5Gi"), Some(1.5 * 1024.0 * 1024.0 * 1024.0));
         assert_eq!(quantity("postfix"), None);

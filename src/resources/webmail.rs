@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SecurityContext, Service, ServiceSpec, Volume,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
@@ -19,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use super::pod::{container_port, empty_dir, mount, runtime_default_seccomp, service_port};
 use super::{Environment, child_labels, child_meta, next_hop, selector_labels, with_spec_hash};
 use crate::Result;
 use crate::api::ContinuityDomain;
@@ -68,23 +68,6 @@ pub fn config_map(domain: &ContinuityDomain, env: &Environment) -> Result<Config
     })
 }
 
-fn empty_dir(name: &str) -> Volume {
-    Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }
-}
-
-fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: volume.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..VolumeMount::default()
-    }
-}
-
 fn http_probe(period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -101,19 +84,10 @@ fn http_probe(period: i32, failures: i32) -> Probe {
 /// The Roundcube Deployment.
 pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deployment> {
     let workload = &domain.spec.standby.webmail;
-    let seccomp = Some(SeccompProfile {
-        type_: "RuntimeDefault".into(),
-        ..SeccompProfile::default()
-    });
     let container = Container {
         name: "roundcube".into(),
         image: Some(workload.image.clone().unwrap_or_else(|| env.images.webmail.clone())),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: layout::WEBMAIL_PORT.into(),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![container_port("http", layout::WEBMAIL_PORT)]),
         readiness_probe: Some(http_probe(10, 3)),
         liveness_probe: Some(http_probe(20, 6)),
         resources: workload.resources.clone(),
@@ -124,7 +98,7 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
                 drop: Some(vec!["ALL".into()]),
                 ..Capabilities::default()
             }),
-            seccomp_profile: seccomp.clone(),
+            seccomp_profile: runtime_default_seccomp(),
             ..SecurityContext::default()
         }),
         volume_mounts: Some(vec![
@@ -148,15 +122,15 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
             },
             // Roundcube's SQLite database holds sessions and preferences, nothing that must
             // outlive the pod: the mail itself is on the mail pod's volume.
-            empty_dir("db"),
-            empty_dir("tmp"),
+            empty_dir("db", false),
+            empty_dir("tmp", false),
         ]),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(WEBMAIL_UID),
             run_as_group: Some(WEBMAIL_UID),
             fs_group: Some(WEBMAIL_UID),
-            seccomp_profile: seccomp,
+            seccomp_profile: runtime_default_seccomp(),
             ..PodSecurityContext::default()
         }),
         automount_service_account_token: Some(false),
@@ -191,13 +165,9 @@ pub fn service(domain: &ContinuityDomain) -> Result<Service> {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(selector_labels(domain, COMPONENT)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: HTTP_PORT.into(),
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![service_port("http", HTTP_PORT)]),
+            // Sessions live on one pod (see `standby.webmail.replicas`).
+            session_affinity: Some("ClientIP".into()),
             ..ServiceSpec::default()
         }),
         ..Service::default()

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use sha_crypt::{Sha512Params, sha512_crypt_b64};
 use sha2::{Digest, Sha256};
 
+use crate::{Error, Result};
+
 /// The characters crypt(3) salts are made of.
 const SALT_ALPHABET: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -36,18 +38,21 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     /// `{SHA512-CRYPT}$6$<salt>$<hash>` of `password` with `salt`.
-    pub fn hash(&self, password: &str, salt: &str) -> String {
+    pub fn hash(&self, password: &str, salt: &str) -> Result<String> {
         let key = (salt.to_owned(), Sha256::digest(password.as_bytes()).into());
-        let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(hash) = memo.get(&key) {
-            return hash.clone();
+        if let Some(hash) = self.lock().get(&key) {
+            return Ok(hash.clone());
         }
-        // Default parameters (5000 rounds) cannot be out of range, and the output is ASCII.
-        let encoded =
-            sha512_crypt_b64(password.as_bytes(), salt.as_bytes(), &Sha512Params::default()).unwrap_or_default();
+        // Hashed without holding the lock: other reconciles hash their own meanwhile.
+        let encoded = sha512_crypt_b64(password.as_bytes(), salt.as_bytes(), &Sha512Params::default())
+            .map_err(|error| Error::PasswordHash(format!("{error:?}")))?;
         let hash = format!("{{SHA512-CRYPT}}$6${salt}${encoded}");
-        memo.insert(key, hash.clone());
-        hash
+        self.lock().insert(key, hash.clone());
+        Ok(hash)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), String>> {
+        self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -58,7 +63,7 @@ mod tests {
     #[test]
     fn matches_the_glibc_reference_vector() {
         // From Ulrich Drepper's SHA-crypt specification: "Hello world!" with salt "saltstring".
-        let hash = PasswordHasher::default().hash("Hello world!", "saltstring");
+        let hash = PasswordHasher::default().hash("Hello world!", "saltstring").unwrap();
         assert_eq!(
             hash,
             "{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"
@@ -79,8 +84,9 @@ mod tests {
     fn the_same_password_hashes_the_same_and_another_differently() {
         let hasher = PasswordHasher::default();
         let s = salt("uid", "a@example.com");
-        assert_eq!(hasher.hash("secret one", &s), hasher.hash("secret one", &s));
-        assert_ne!(hasher.hash("secret one", &s), hasher.hash("secret two", &s));
-        assert!(!hasher.hash("secret one", &s).contains("secret one"));
+        let one = hasher.hash("secret one", &s).unwrap();
+        assert_eq!(one, hasher.hash("secret one", &s).unwrap());
+        assert_ne!(one, hasher.hash("secret two", &s).unwrap());
+        assert!(!one.contains("secret one"));
     }
 }

@@ -14,13 +14,6 @@ pub struct Settings<'a> {
     pub mail_host: &'a str,
 }
 
-/// Port of the mail Service for IMAP.
-pub const IMAP_SERVICE_PORT: u16 = 143;
-/// Port of the mail Service for submission.
-pub const SUBMISSION_SERVICE_PORT: u16 = 587;
-/// Port of the mail Service for SMTP from gateways.
-pub const SMTP_SERVICE_PORT: u16 = 25;
-
 /// `continuity.php`, read from the directory the Roundcube image includes custom files from.
 pub fn config_php(settings: &Settings<'_>) -> String {
     // Every value is a DNS name or a fixed string: nothing needs escaping in single quotes.
@@ -38,8 +31,8 @@ $config['temp_dir'] = '{temp}';
 ",
         domain = settings.domain,
         host = settings.mail_host,
-        imap = IMAP_SERVICE_PORT,
-        submission = SUBMISSION_SERVICE_PORT,
+        imap = layout::IMAP_SERVICE_PORT,
+        submission = layout::SUBMISSION_SERVICE_PORT,
         temp = layout::WEBMAIL_TEMP,
     )
 }

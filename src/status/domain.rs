@@ -245,6 +245,14 @@ fn serving(facts: &DomainFacts) -> (DomainPhase, Desired) {
                 "the standby mail stack is not provisioned, so continuity cannot serve users yet".into(),
             ),
         ),
+        // Without its user list the mail pod has no configuration to start with.
+        Some(_) if facts.covered.is_none() => (
+            phase,
+            not_ready(
+                reasons::DIRECTORY_NOT_READ,
+                "the directory listing the domain's users has not been read yet".into(),
+            ),
+        ),
         Some(standby) if !standby.ready && to_standby => (
             phase,
             not_ready(
@@ -264,13 +272,6 @@ fn serving(facts: &DomainFacts) -> (DomainPhase, Desired) {
             ready(
                 reasons::SERVING_FROM_STANDBY,
                 format!("mail goes to the standby, which serves {covered} covered users"),
-            ),
-        ),
-        Some(_) if facts.covered.is_none() => (
-            phase,
-            not_ready(
-                reasons::DIRECTORY_NOT_READ,
-                "the directory listing the domain's users has not been read yet".into(),
             ),
         ),
         Some(_) => (
@@ -701,6 +702,42 @@ mod tests {
         let status = compute(&domain, &facts, &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Degraded));
         assert_eq!(condition(&status, types::READY), ("False", reasons::CHILD_REJECTED));
+    }
+
+    #[test]
+    fn armed_only_with_a_ready_standby_and_known_users() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let ready = Readiness {
+            ready: true,
+            reason: reasons::PROVISIONED,
+            message: "the mail pod is ready".into(),
+        };
+        let facts = |covered, standby: Option<Readiness>| DomainFacts {
+            standby,
+            decision: Some(decide(&domain.spec, None, None, at(1).0)),
+            ..accepted(covered)
+        };
+        let armed = compute(&domain, &facts(Some(3), Some(ready.clone())), &at(1), HEARTBEAT);
+        assert_eq!(armed.phase, Some(DomainPhase::Armed));
+        assert_eq!(condition(&armed, types::READY), ("True", reasons::ARMED));
+        assert_eq!(condition(&armed, types::STANDBY_READY), ("True", reasons::PROVISIONED));
+
+        let unread = compute(&domain, &facts(None, Some(ready)), &at(1), HEARTBEAT);
+        assert_eq!(unread.phase, Some(DomainPhase::Provisioning));
+        assert_eq!(condition(&unread, types::READY), ("False", reasons::DIRECTORY_NOT_READ));
+
+        let starting = Readiness {
+            ready: false,
+            reason: reasons::MAIL_POD_NOT_READY,
+            message: "StatefulSet x: the mail pod (Postfix, Dovecot) is not ready".into(),
+        };
+        let waiting = compute(&domain, &facts(Some(3), Some(starting)), &at(1), HEARTBEAT);
+        assert_eq!(waiting.phase, Some(DomainPhase::Provisioning));
+        assert_eq!(condition(&waiting, types::READY), ("False", reasons::STANDBY_NOT_READY));
+        assert_eq!(
+            condition(&waiting, types::STANDBY_READY),
+            ("False", reasons::MAIL_POD_NOT_READY)
+        );
     }
 
     #[test]

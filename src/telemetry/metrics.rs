@@ -47,6 +47,8 @@ pub enum Write {
     Status,
     /// An Event published.
     Event,
+    /// A child the spec no longer asks for deleted.
+    Delete,
 }
 
 /// The operator's metrics, registered in one registry.
@@ -159,6 +161,7 @@ impl Metrics {
             Write::Apply => "apply",
             Write::Status => "status",
             Write::Event => "event",
+            Write::Delete => "delete",
         };
         self.api_writes
             .get_or_create(&WriteLabels {

@@ -31,8 +31,12 @@ async fn the_examples_apply_and_their_statuses_converge() {
 
     // (name, covered users): SelectedUsers with alice and bob; a static list minus one
     // exclusion; an LDAP directory not read yet.
-    for (name, covered) in [("example-com", Some(2)), ("shop-example-org", Some(2)), ("corp", None)] {
-        reach(&domains, name, "Ready", "False", "StandbyNotReady").await;
+    for (name, covered, waiting_for) in [
+        ("example-com", Some(2), "StandbyNotReady"),
+        ("shop-example-org", Some(2), "StandbyNotReady"),
+        ("corp", None, "DirectoryNotRead"),
+    ] {
+        reach(&domains, name, "Ready", "False", waiting_for).await;
         let domain = wait_for(&format!("{name} covered users"), Duration::from_secs(30), || async {
             let latest = domains.get(name).await.ok()?;
             (latest.status.as_ref()?.users.as_ref().map(|u| u.covered) == covered).then_some(latest)

@@ -333,7 +333,10 @@ async fn a_primary_given_by_address_is_fronted_by_a_service_with_endpoints() {
         external_name(&next_hop),
         format!("d-primary.{}.svc.cluster.local", scene.namespace)
     );
-    let front = services.get("d-primary").await.expect("the primary's Service");
+    let front = wait_for("the primary's Service", Duration::from_secs(30), || async {
+        services.get_opt("d-primary").await.ok().flatten()
+    })
+    .await;
     let port = &front.spec.expect("spec").ports.expect("ports")[0];
     assert_eq!(port.port, 25);
     let endpoints = scene

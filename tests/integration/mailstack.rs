@@ -1,7 +1,12 @@
 //! The standby's rendered configuration, run in Debian's real Postfix and Dovecot on loopback,
 //! started by the rendered run scripts exactly as the mail pod's containers start them, with
-//! the containers' privileges: Postfix's script as root with only the pod's five capabilities,
-//! Dovecot's as an unprivileged user with none.
+//! the containers' privileges and the pod's file ownership: Postfix's script as root with
+//! only the pod's five capabilities, Dovecot's as the unprivileged mail user with none, the
+//! volume and the password file belonging to the mail group (fsGroup).
+//!
+//! What this does not cover: the images' own builds (Debian 13's Postfix 3.10 in the Postfix
+//! image, Dovecot 2.3.21 in Dovecot's) are not run here, Debian 12's Postfix 3.7 and Dovecot
+//! 2.3.19 are.
 //!
 //! The files are taken as the operator stored them (ConfigMap and Secret); only what belongs
 //! to the pod rather than to the configuration is rewritten, token by token: the directories
@@ -68,10 +73,17 @@ impl MailStack {
         for sub in ["config", "secrets", "data", "run"] {
             std::fs::create_dir_all(stack.dir.join(sub)).expect("mail stack directories");
         }
-        // The volume and the runtime directory belong to the mail user, as fsGroup makes them
-        // in the pod; the root Postfix script creates its own directories in the volume.
-        let owner = format!("{0}:{0}", layout::MAIL_USER);
-        checked("chown", &[&owner, &stack.path("data"), &stack.path("run")]);
+        // As in the pod: fsGroup gives the volume and the runtime directory to the mail group,
+        // group-writable with the setgid bit; root (Postfix's script) owns them.
+        let group = format!("root:{}", layout::MAIL_USER);
+        checked(
+            "chown",
+            &[&group, &stack.path("data"), &stack.path("run"), &stack.path("secrets")],
+        );
+        checked(
+            "chmod",
+            &["2775", &stack.path("data"), &stack.path("run"), &stack.path("secrets")],
+        );
         stack.update(files);
         stack.start_dovecot().await;
         stack.start_postfix().await;
@@ -110,9 +122,12 @@ impl MailStack {
                 .unwrap_or_else(|| panic!("the ConfigMap has no {key}"));
             write_atomically(&self.dir.join("config").join(path), &rewrite(content));
         }
-        write_atomically(&self.dir.join("secrets").join(PASSWD_KEY), &files.passwd);
-        // A Secret volume shows the file to the pod's group; here, to everyone.
-        checked("chmod", &["0644", &self.path(&format!("secrets/{PASSWD_KEY}"))]);
+        // As the Secret volume shows it: the mail group may read it, nobody else (mode 0440).
+        let passwd = self.dir.join("secrets").join(PASSWD_KEY);
+        write_atomically(&passwd, &files.passwd);
+        let passwd = passwd.display().to_string();
+        checked("chown", &[&format!("root:{}", layout::MAIL_USER), &passwd]);
+        checked("chmod", &["0440", &passwd]);
     }
 
     fn spawn(&self, name: &str, command: &mut Command) -> Child {
@@ -153,7 +168,8 @@ impl MailStack {
             Command::new("setpriv").args([
                 &format!("--reuid={}", layout::MAIL_USER),
                 &format!("--regid={}", layout::MAIL_USER),
-                "--clear-groups",
+                // fsGroup: the mail group again, as a supplementary group.
+                &format!("--groups={}", layout::MAIL_USER),
                 "--inh-caps=-all",
                 "--bounding-set=-all",
                 "--no-new-privs",
@@ -318,6 +334,31 @@ fn rcpt_reply(transcript: &str) -> u16 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// One authenticated submission, as the webmail sends: the reply code to RCPT TO (where
+/// Postfix answers the sender and client checks), and swaks' transcript. `login` is `None`
+/// for a client that does not authenticate.
+pub fn submit(port: u16, login: Option<(&str, &str)>, from: &str, to: &str, subject: &str) -> (u16, String) {
+    let mut args = vec![
+        "--server".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--from".into(),
+        from.into(),
+        "--to".into(),
+        to.into(),
+        "--header".into(),
+        format!("Subject: {subject}"),
+        "--body".into(),
+        "sent from the continuity webmail".into(),
+    ];
+    if let Some((user, password)) = login {
+        args.extend(["--auth".into(), "PLAIN".into(), "--auth-user".into(), user.into()]);
+        args.extend(["--auth-password".into(), password.into()]);
+    }
+    let output = Command::new("swaks").args(&args).output().expect("running swaks");
+    let transcript = String::from_utf8_lossy(&output.stdout).into_owned();
+    (rcpt_reply(&transcript), transcript)
 }
 
 /// Logs in over IMAP (Python's imaplib, a real client) and returns the subjects in INBOX, or

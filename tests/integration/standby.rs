@@ -15,7 +15,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::common::*;
-use crate::mailstack::{Files, MailStack, deliver, imap_subjects, wait_for_subject};
+use crate::mailstack::{Files, MailStack, deliver, imap_subjects, submit, wait_for_subject};
 use crate::peers::{Behavior, Peer};
 
 const CONFIG: &str = "d-standby-config";
@@ -65,6 +65,14 @@ async fn rendered(scene: &Scene, what: &str, ready: impl Fn(&Files) -> bool) -> 
 
 fn recipients(files: &Files) -> &str {
     files.config.get("recipients").map(String::as_str).unwrap_or_default()
+}
+
+/// Fails unless the IMAP server refuses the login (not merely: cannot be reached).
+fn assert_login_fails(port: u16, user: &str, password: &str) {
+    match imap_subjects(port, user, password) {
+        Err(refusal) => assert!(refusal.contains("LOGIN FAILED"), "{user}: {refusal}"),
+        Ok(subjects) => panic!("{user} logged in with a password that must fail; INBOX: {subjects:?}"),
+    }
 }
 
 /// Fails if `secret` appears in any ConfigMap, in any Secret but `source`, in the status of
@@ -147,10 +155,32 @@ async fn the_rendered_configuration_serves_covered_users_only_and_picks_up_chang
     assert!((500..600).contains(&code), "{transcript}");
     // Logins: a wrong password fails; Bob, without an emergency password, cannot log in, but
     // receives mail.
-    let refused = imap_subjects(stack.imap, &alice, "not-her-password").expect_err("a wrong password");
-    assert!(refused.contains("LOGIN FAILED"), "{refused}");
-    assert!(imap_subjects(stack.imap, &bob, "").is_err() && imap_subjects(stack.imap, &bob, "x").is_err());
+    assert_login_fails(stack.imap, &alice, "not-her-password");
+    assert_login_fails(stack.imap, &bob, "x");
     assert_eq!(deliver(stack.smtp, &bob, "for bob").0, 250);
+    // Sending, as the webmail does: authenticated through Dovecot, as oneself only.
+    let (code, transcript) = submit(
+        stack.submission,
+        Some((&alice, &alice_password)),
+        &alice,
+        &alice,
+        "note to self",
+    );
+    assert_eq!(code, 250, "{transcript}");
+    wait_for_subject(stack.imap, &alice, &alice_password, "note to self").await;
+    let (code, transcript) = submit(
+        stack.submission,
+        Some((&alice, &alice_password)),
+        &bob,
+        &alice,
+        "forged",
+    );
+    assert_eq!(code, 553, "alice may not send as bob: {transcript}");
+    let (code, transcript) = submit(stack.submission, None, &alice, "someone@elsewhere.example", "anonymous");
+    assert!(
+        (500..600).contains(&code),
+        "no sending without logging in: {transcript}"
+    );
     let domains: Api<ContinuityDomain> = scene.api();
     wait_for("bob counted without a password", Duration::from_secs(30), || async {
         let users = domains.get("d").await.ok()?.status?.users?;
@@ -190,10 +220,8 @@ async fn the_rendered_configuration_serves_covered_users_only_and_picks_up_chang
     accepted.await;
     wait_for_subject(stack.imap, &carol, &carol_password, "for carol, now covered").await;
     wait_for_subject(stack.imap, &alice, &alice_new_password, "for alice").await;
-    assert!(
-        imap_subjects(stack.imap, &alice, &alice_password).is_err(),
-        "the old password no longer works"
-    );
+    // The old password no longer works.
+    assert_login_fails(stack.imap, &alice, &alice_password);
 
     for password in [&alice_password, &alice_new_password, &carol_password] {
         assert_nowhere(&scene, password, &["shared", "carol-pw"]).await;
@@ -237,61 +265,62 @@ async fn mail_accepted_before_a_postfix_restart_is_still_delivered() {
     assert_eq!(stack.queued(), 0);
 }
 
-/// Every child of domain `d` (kind/name), once all exist.
-async fn standby_children(scene: &Scene, with_ingress: bool) -> BTreeMap<String, (String, Option<i64>)> {
-    wait_for("the standby's children", Duration::from_secs(30), || async {
-        let mut found = BTreeMap::new();
-        let mut add = |kind: &str, meta: Option<&kube::api::ObjectMeta>| {
-            if let Some(meta) = meta {
-                let owned = meta
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.kind == "ContinuityDomain" && o.name == "d" && o.controller == Some(true));
-                assert!(owned, "{kind} {:?} has the domain as controller", meta.name);
-                found.insert(
-                    format!("{kind}/{}", meta.name.clone().unwrap_or_default()),
-                    (meta.resource_version.clone().unwrap_or_default(), meta.generation),
-                );
-            }
-        };
-        let maps = scene.api::<ConfigMap>();
-        for name in ["d-coverage", CONFIG, "d-webmail-config"] {
-            add("ConfigMap", maps.get_opt(name).await.ok()?.as_ref().map(Resource::meta));
+/// Every child of domain `d` present now (kind/name: resourceVersion, generation), each
+/// checked to be controlled by the domain.
+async fn present_children(scene: &Scene) -> BTreeMap<String, (String, Option<i64>)> {
+    let mut found = BTreeMap::new();
+    let mut add = |kind: &str, meta: Option<&kube::api::ObjectMeta>| {
+        if let Some(meta) = meta {
+            let owned = meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "ContinuityDomain" && o.name == "d" && o.controller == Some(true));
+            assert!(owned, "{kind} {:?} has the domain as controller", meta.name);
+            found.insert(
+                format!("{kind}/{}", meta.name.clone().unwrap_or_default()),
+                (meta.resource_version.clone().unwrap_or_default(), meta.generation),
+            );
         }
+    };
+    let maps = scene.api::<ConfigMap>();
+    for name in ["d-coverage", CONFIG, "d-webmail-config"] {
         add(
-            "Secret",
-            scene
-                .api::<Secret>()
-                .get_opt(PASSWORDS)
-                .await
-                .ok()?
-                .as_ref()
-                .map(Resource::meta),
+            "ConfigMap",
+            maps.get_opt(name).await.expect("get").as_ref().map(Resource::meta),
         );
-        let services = scene.api::<Service>();
-        for name in ["d-standby-mail", "d-webmail", "d-next-hop"] {
-            add(
-                "Service",
-                services.get_opt(name).await.ok()?.as_ref().map(Resource::meta),
-            );
-        }
-        let policies = scene.api::<NetworkPolicy>();
-        for name in ["d-standby-mail", "d-webmail"] {
-            add(
-                "NetworkPolicy",
-                policies.get_opt(name).await.ok()?.as_ref().map(Resource::meta),
-            );
-        }
-        let set = scene.api::<StatefulSet>().get_opt("d-standby-mail").await.ok()?;
-        add("StatefulSet", set.as_ref().map(Resource::meta));
-        let deployment = scene.api::<Deployment>().get_opt("d-webmail").await.ok()?;
-        add("Deployment", deployment.as_ref().map(Resource::meta));
-        if with_ingress {
-            let ingress = scene.api::<Ingress>().get_opt("d-webmail").await.ok()?;
-            add("Ingress", ingress.as_ref().map(Resource::meta));
-        }
-        (found.len() == if with_ingress { 12 } else { 11 }).then_some(found)
+    }
+    let secret = scene.api::<Secret>().get_opt(PASSWORDS).await.expect("get");
+    add("Secret", secret.as_ref().map(Resource::meta));
+    let services = scene.api::<Service>();
+    for name in ["d-standby-mail", "d-webmail", "d-next-hop"] {
+        add(
+            "Service",
+            services.get_opt(name).await.expect("get").as_ref().map(Resource::meta),
+        );
+    }
+    let policies = scene.api::<NetworkPolicy>();
+    for name in ["d-standby-mail", "d-webmail"] {
+        add(
+            "NetworkPolicy",
+            policies.get_opt(name).await.expect("get").as_ref().map(Resource::meta),
+        );
+    }
+    let set = scene.api::<StatefulSet>().get_opt("d-standby-mail").await.expect("get");
+    add("StatefulSet", set.as_ref().map(Resource::meta));
+    let deployment = scene.api::<Deployment>().get_opt("d-webmail").await.expect("get");
+    add("Deployment", deployment.as_ref().map(Resource::meta));
+    let ingress = scene.api::<Ingress>().get_opt("d-webmail").await.expect("get");
+    add("Ingress", ingress.as_ref().map(Resource::meta));
+    found
+}
+
+/// Every child of domain `d`, once all exist (the Ingress only with a webmail host).
+async fn standby_children(scene: &Scene, with_ingress: bool) -> BTreeMap<String, (String, Option<i64>)> {
+    let expected = if with_ingress { 12 } else { 11 };
+    wait_for("the standby's children", Duration::from_secs(30), || async {
+        let found = present_children(scene).await;
+        (found.len() == expected).then_some(found)
     })
     .await
 }
@@ -306,10 +335,20 @@ async fn the_standby_children_are_owned_and_collected_with_the_domain() {
     scene
         .apply(&user_yaml("alice", "d", &format!("alice@{}", scene.mail)))
         .await;
-    let children = standby_children(&scene, true).await;
+    // Each child is checked to have the domain as its controller.
+    standby_children(&scene, true).await;
     let ingress = scene.api::<Ingress>().get("d-webmail").await.expect("Ingress");
     let tls = ingress.spec.and_then(|s| s.tls).expect("TLS");
     assert_eq!(tls[0].secret_name.as_deref(), Some("webmail-tls"));
+
+    // The claim on the mail volume is the StatefulSet controller's, not ours: mail is not
+    // deleted with the domain.
+    let claim = "data-d-standby-mail-0";
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = scene.api();
+    wait_for("the mail volume's claim", Duration::from_secs(30), || async {
+        claims.get_opt(claim).await.ok().flatten()
+    })
+    .await;
 
     scene
         .api::<ContinuityDomain>()
@@ -320,26 +359,13 @@ async fn the_standby_children_are_owned_and_collected_with_the_domain() {
     wait_for(
         "the garbage collector to delete every child",
         Duration::from_secs(60),
-        || async {
-            let set = scene.api::<StatefulSet>().get_opt("d-standby-mail").await.ok()?;
-            let deployment = scene.api::<Deployment>().get_opt("d-webmail").await.ok()?;
-            let ingress = scene.api::<Ingress>().get_opt("d-webmail").await.ok()?;
-            let secret = scene.api::<Secret>().get_opt(PASSWORDS).await.ok()?;
-            let config = scene.api::<ConfigMap>().get_opt(CONFIG).await.ok()?;
-            let policy = scene.api::<NetworkPolicy>().get_opt("d-standby-mail").await.ok()?;
-            let service = scene.api::<Service>().get_opt("d-standby-mail").await.ok()?;
-            (set.is_none()
-                && deployment.is_none()
-                && ingress.is_none()
-                && secret.is_none()
-                && config.is_none()
-                && policy.is_none()
-                && service.is_none())
-            .then_some(())
-        },
+        || async { present_children(&scene).await.is_empty().then_some(()) },
     )
     .await;
-    assert_eq!(children.len(), 12);
+    assert!(
+        claims.get_opt(claim).await.expect("get").is_some(),
+        "the mail volume outlives the domain"
+    );
 }
 
 /// Marks the pods of `component` Running and Ready (or not), as their kubelet would.
@@ -517,5 +543,45 @@ async fn a_spec_change_rewrites_exactly_the_children_it_affects() {
             "ConfigMap/d-standby-config",
             "Secret/d-standby-passwords"
         ]
+    );
+}
+
+#[tokio::test]
+async fn removing_the_webmail_host_removes_the_ingress_but_never_anothers() {
+    let scene = Scene::new("unexposed").await;
+    scene.apply(&domain_with_passwords(&scene.mail, WEBMAIL)).await;
+    let ingresses: Api<Ingress> = scene.api();
+    wait_for("the webmail Ingress", Duration::from_secs(30), || async {
+        ingresses.get_opt("d-webmail").await.ok().flatten()
+    })
+    .await;
+    let remove = serde_json::json!({ "spec": { "webmail": null } });
+    scene
+        .api::<ContinuityDomain>()
+        .patch("d", &PatchParams::default(), &Patch::Merge(&remove))
+        .await
+        .expect("removing the webmail host");
+    wait_for("the Ingress to be deleted", Duration::from_secs(30), || async {
+        matches!(ingresses.get_opt("d-webmail").await, Ok(None)).then_some(())
+    })
+    .await;
+
+    // An Ingress of that name the operator did not make is not its to delete.
+    let foreign = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: d-webmail\nspec:\n  defaultBackend:\n    service:\n      name: elsewhere\n      port:\n        number: 80\n";
+    scene.apply(foreign).await;
+    let reconciles = scene.operator.metric_sum("continuity_reconciliations_total").await;
+    let touch = serde_json::json!({ "metadata": { "labels": { "touched": "yes" } } });
+    scene
+        .api::<ContinuityDomain>()
+        .patch("d", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .expect("touching the domain");
+    wait_for("another reconcile", Duration::from_secs(30), || async {
+        (scene.operator.metric_sum("continuity_reconciliations_total").await > reconciles).then_some(())
+    })
+    .await;
+    assert!(
+        ingresses.get_opt("d-webmail").await.expect("get").is_some(),
+        "the foreign Ingress stays"
     );
 }

@@ -52,11 +52,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [continuity.mailops.io]
   resources: [continuitydomains/finalizers]
   verbs: [update]
-# The standby's children. Nothing is ever deleted by the operator: children go with their
-# ContinuityDomain through garbage collection (ownerReferences).
+# The standby's children. They go with their ContinuityDomain through garbage collection
+# (ownerReferences); the operator deletes only what a domain stops asking for: the webmail
+# Ingress, and the Service and Endpoints fronting a primary given by address.
 - apiGroups: [""]
-  resources: [configmaps, services, endpoints]
+  resources: [configmaps]
   verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [services, endpoints]
+  verbs: [get, list, watch, create, patch, delete]
 # Secrets: the metadata of all of them is watched and the emergency passwords a domain
 # references are read (get); the operator writes only its own (the password hashes).
 - apiGroups: [""]
@@ -66,8 +70,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: [statefulsets, deployments]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [networking.k8s.io]
-  resources: [ingresses, networkpolicies]
+  resources: [networkpolicies]
   verbs: [get, list, watch, create, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -421,6 +421,15 @@ mod tests {
         })
     }
 
+    /// The one child `pick` finds in the plan.
+    fn built<T: Clone>(plan: &Plan, pick: impl Fn(&Child) -> Option<&T>) -> T {
+        plan.children
+            .iter()
+            .find_map(pick)
+            .cloned()
+            .expect("the child is built")
+    }
+
     fn kinds(plan: &Plan) -> Vec<String> {
         plan.children
             .iter()
@@ -524,28 +533,8 @@ mod tests {
     fn the_standby_is_ready_when_the_cached_workloads_run_what_was_built() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
         let first = plan_with(&domain, &[], &own_claim(&domain), None);
-        let mut set = first
-            .children
-            .iter()
-            .find_map(|c| {
-                if let Child::StatefulSet(s) = c {
-                    Some(s.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap();
-        let mut deployment = first
-            .children
-            .iter()
-            .find_map(|c| {
-                if let Child::Deployment(d) = c {
-                    Some(d.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap();
+        let mut set = built(&first, |c| if let Child::StatefulSet(s) = c { Some(s) } else { None });
+        let mut deployment = built(&first, |c| if let Child::Deployment(d) = c { Some(d) } else { None });
         set.status = Some(StatefulSetStatus {
             ready_replicas: Some(1),
             updated_replicas: Some(1),

@@ -23,16 +23,19 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
-    SecurityContext, Service, ServiceSpec, TCPSocketAction, Volume, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, Probe, Secret, SecretVolumeSource, SecurityContext,
+    Service, TCPSocketAction, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::pod::{container_port, empty_dir, mount, runtime_default_seccomp, service_port};
-use super::{Environment, child_labels, child_meta, content_hash, next_hop, selector_labels, with_spec_hash};
+use super::pod::{
+    cluster_service, container_port, empty_dir, mount, restricted_security, runtime_default_seccomp, service_port,
+    template, workload_selector,
+};
+use super::{Environment, child_labels, child_meta, content_hash, next_hop, with_spec_hash};
 use crate::Result;
 use crate::api::ContinuityDomain;
 use crate::standby::{self, CONFIG_FILES, PASSWD_KEY, layout};
@@ -86,20 +89,12 @@ pub fn passwords_secret(domain: &ContinuityDomain, passwd: String) -> Result<Sec
 
 /// The Service: SMTP on 25 for gateways, submission on 587 and IMAP on 143 for the webmail.
 pub fn service(domain: &ContinuityDomain) -> Result<Service> {
-    with_spec_hash(Service {
-        metadata: child_meta(domain, name(domain), COMPONENT)?,
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(selector_labels(domain, COMPONENT)),
-            ports: Some(vec![
-                service_port("smtp", next_hop::SMTP_PORT),
-                service_port("submission", layout::SUBMISSION_SERVICE_PORT),
-                service_port("imap", layout::IMAP_SERVICE_PORT),
-            ]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    })
+    let ports = vec![
+        service_port("smtp", next_hop::SMTP_PORT),
+        service_port("submission", layout::SUBMISSION_SERVICE_PORT),
+        service_port("imap", layout::IMAP_SERVICE_PORT),
+    ];
+    cluster_service(domain, name(domain), COMPONENT, ports, None)
 }
 
 /// The size and class of the mail volume. A StatefulSet's volume claim template cannot change
@@ -182,14 +177,7 @@ fn dovecot_container(domain: &ContinuityDomain, env: &Environment) -> Container 
         security_context: Some(SecurityContext {
             run_as_user: Some(layout::MAIL_UID),
             run_as_group: Some(layout::MAIL_UID),
-            run_as_non_root: Some(true),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            seccomp_profile: runtime_default_seccomp(),
-            ..SecurityContext::default()
+            ..restricted_security()
         }),
         volume_mounts: Some(vec![
             mount(DATA_VOLUME, layout::DATA, false),
@@ -268,18 +256,13 @@ pub fn stateful_set(domain: &ContinuityDomain, env: &Environment, existing: Opti
             // One Dovecot writes the store; a second replica would need a second volume.
             replicas: Some(1),
             service_name: Some(name(domain)),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(domain, COMPONENT)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(child_labels(domain, COMPONENT)),
-                    annotations: Some(BTreeMap::from([(SCRIPTS_HASH_ANNOTATION.to_owned(), scripts_hash)])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
+            selector: workload_selector(domain, COMPONENT),
+            template: template(
+                domain,
+                COMPONENT,
+                Some(BTreeMap::from([(SCRIPTS_HASH_ANNOTATION.to_owned(), scripts_hash)])),
+                pod,
+            ),
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
                     name: Some(DATA_VOLUME.into()),

@@ -7,19 +7,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SecurityContext, Service, ServiceSpec, Volume,
+    ConfigMap, ConfigMapVolumeSource, Container, HTTPGetAction, PodSecurityContext, PodSpec, Probe, Service, Volume,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
     IngressTLS, ServiceBackendPort,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::pod::{container_port, empty_dir, mount, runtime_default_seccomp, service_port};
-use super::{Environment, child_labels, child_meta, next_hop, selector_labels, with_spec_hash};
+use super::pod::{
+    cluster_service, container_port, empty_dir, mount, restricted_security, runtime_default_seccomp, service_port,
+    template, workload_selector,
+};
+use super::{Environment, child_meta, next_hop, with_spec_hash};
 use crate::Result;
 use crate::api::ContinuityDomain;
 use crate::api::domain::Webmail;
@@ -91,16 +92,7 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
         readiness_probe: Some(http_probe(10, 3)),
         liveness_probe: Some(http_probe(20, 6)),
         resources: workload.resources.clone(),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            seccomp_profile: runtime_default_seccomp(),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(restricted_security()),
         volume_mounts: Some(vec![
             mount("config", layout::WEBMAIL_CONFIG, true),
             mount("db", "/var/roundcube/db", false),
@@ -141,17 +133,8 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
         metadata: child_meta(domain, name(domain), COMPONENT)?,
         spec: Some(DeploymentSpec {
             replicas: Some(workload.replicas),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(domain, COMPONENT)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(child_labels(domain, COMPONENT)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
+            selector: workload_selector(domain, COMPONENT),
+            template: template(domain, COMPONENT, None, pod),
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
@@ -160,18 +143,9 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
 
 /// The webmail Service.
 pub fn service(domain: &ContinuityDomain) -> Result<Service> {
-    with_spec_hash(Service {
-        metadata: child_meta(domain, name(domain), COMPONENT)?,
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(selector_labels(domain, COMPONENT)),
-            ports: Some(vec![service_port("http", HTTP_PORT)]),
-            // Sessions live on one pod (see `standby.webmail.replicas`).
-            session_affinity: Some("ClientIP".into()),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    })
+    // Sessions live on one pod (see `standby.webmail.replicas`).
+    let ports = vec![service_port("http", HTTP_PORT)];
+    cluster_service(domain, name(domain), COMPONENT, ports, Some("ClientIP"))
 }
 
 /// The Ingress for `spec.webmail.host`, if the domain has a webmail host.

@@ -339,11 +339,11 @@ async fn a_primary_given_by_address_is_fronted_by_a_service_with_endpoints() {
     .await;
     let port = &front.spec.expect("spec").ports.expect("ports")[0];
     assert_eq!(port.port, 25);
-    let endpoints = scene
-        .api::<Endpoints>()
-        .get("d-primary")
-        .await
-        .expect("the primary's Endpoints");
+    let all_endpoints: Api<Endpoints> = scene.api();
+    let endpoints = wait_for("the primary's Endpoints", Duration::from_secs(30), || async {
+        all_endpoints.get_opt("d-primary").await.ok().flatten()
+    })
+    .await;
     let subset = &endpoints.subsets.expect("subsets")[0];
     assert_eq!(subset.addresses.as_ref().expect("addresses")[0].ip, "192.0.2.25");
     assert_eq!(subset.ports.as_ref().expect("ports")[0].port, 2525);

@@ -421,6 +421,16 @@ mod tests {
         })
     }
 
+    /// The addresses the plan's coverage ConfigMap lists.
+    fn coverage_listing(plan: &Plan) -> &str {
+        let map = config_map(plan, "example-com-coverage").expect("a coverage ConfigMap");
+        map.data
+            .as_ref()
+            .and_then(|d| d.get("addresses"))
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
     /// The one child `pick` finds in the plan.
     fn built<T: Clone>(plan: &Plan, pick: impl Fn(&Child) -> Option<&T>) -> T {
         plan.children
@@ -453,14 +463,7 @@ mod tests {
         let plan = plan_with(&domain, &[&alice], &own_claim(&domain), None);
         assert_eq!(plan.facts.claim, ClaimOutcome::Accepted);
         assert_eq!(plan.facts.covered, Some(1));
-        assert_eq!(
-            config_map(&plan, "example-com-coverage")
-                .unwrap()
-                .data
-                .as_ref()
-                .unwrap()["addresses"],
-            "alice@example.com\n"
-        );
+        assert_eq!(coverage_listing(&plan), "alice@example.com\n");
         assert_eq!(external_name(&plan), "mx.example.com");
         let probe = plan.probe.expect("a probe registration");
         assert_eq!((probe.target.host.as_str(), probe.target.port), ("mx.example.com", 25));
@@ -636,14 +639,7 @@ mod tests {
         let alice: ContinuityUser = fixture("user-alice.yaml");
         let plan = plan_with(&domain, &[&alice], &own_claim(&domain), None);
         assert_eq!(plan.facts.covered, Some(1));
-        assert_eq!(
-            config_map(&plan, "example-com-coverage")
-                .unwrap()
-                .data
-                .as_ref()
-                .unwrap()["addresses"],
-            "alice@example.com\n"
-        );
+        assert_eq!(coverage_listing(&plan), "alice@example.com\n");
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! continuity-operator: a Kubernetes operator for an email Continuity Service.
 //!
-//! Data flows one way: a custom resource is validated ([`api::validation`]), the desired child
-//! objects are built by pure functions ([`resources`]), applied with server-side apply
-//! ([`controller::apply`]), and the status is computed purely from what was observed
-//! ([`status`]) and written only when it changed. Only the fetch, apply and status steps in
-//! [`controller`] touch the API server.
+//! Data flows one way, each stage its own type: a custom resource is validated into a
+//! [`validation::ValidatedDomain`] (or the reason it may not act), planned into stamped child
+//! objects built by pure functions ([`plan`], [`resources`]), applied with server-side apply
+//! ([`controller::apply`], which reports what was refused), and the status is computed purely
+//! from what was applied ([`status`]) and written only when it changed. Only the fetch, apply
+//! and status steps in [`controller`] touch the API server.
 
 pub mod api;
-pub mod claims;
 pub mod config;
 pub mod controller;
 pub mod coverage;
@@ -15,14 +15,19 @@ pub mod crd;
 pub mod credentials;
 pub mod error;
 pub mod health;
+pub mod host;
 pub mod http;
 pub mod leader;
+pub mod plan;
+pub mod readiness;
 pub mod resources;
 pub mod routing;
 pub mod shutdown;
 pub mod standby;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
+pub mod validation;
 
 #[cfg(test)]
 pub(crate) mod testing;

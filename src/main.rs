@@ -11,8 +11,9 @@ use tracing::{error, info};
 
 use continuity_operator::config::Config;
 use continuity_operator::controller::{self, Settings};
-use continuity_operator::http::{self, Phase, Readiness};
+use continuity_operator::http;
 use continuity_operator::leader::{LeaderElector, Timing};
+use continuity_operator::readiness::{Phase, Readiness};
 use continuity_operator::telemetry::{Metrics, logging};
 use continuity_operator::{Result, shutdown};
 

@@ -1,11 +1,10 @@
 //! The custom resources of `continuity.mailops.io/v1alpha1`: their Rust types (from which the
-//! CRD YAML in `crds/` is generated), the condition vocabulary, and the rules the schema
-//! cannot enforce on every cluster we support (see [`validation`]).
+//! CRD YAML in `crds/` is generated) and the condition vocabulary. The rules the schema cannot
+//! enforce on every cluster we support are in [`crate::validation`].
 
 pub mod conditions;
 pub mod domain;
 pub mod user;
-pub mod validation;
 
 pub use domain::{ContinuityDomain, ContinuityDomainSpec, ContinuityDomainStatus};
 pub use user::{ContinuityUser, ContinuityUserSpec, ContinuityUserStatus};
@@ -19,7 +18,7 @@ pub const DOMAIN_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]
 pub const ADDRESS_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$";
 
 /// A host: a lower-case DNS name, an IPv4 address or an IPv6 address. The schema only checks
-/// the shape; [`validation`] parses IP addresses exactly.
+/// the shape; [`crate::validation`] parses IP addresses exactly.
 pub const HOST_PATTERN: &str =
     r"^(([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$";
 

@@ -1,6 +1,7 @@
 //! The controller's only writes: server-side apply of child objects and of status, under the
 //! one field manager, forced (the operator owns these fields), and the deletion of a child the
-//! spec no longer asks for. An unchanged child (same spec
+//! spec no longer asks for. Applying a domain's [`Desired`] children yields [`Applied`]: what
+//! was written and what the API server refused. An unchanged child (same spec
 //! hash as the cached one) and an unchanged status are never sent, nor is a repeat of what was
 //! just written while the cache catches up ([`super::memo`]); a steady-state reconcile makes no
 //! API writes.
@@ -8,16 +9,34 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Context;
-use crate::resources::{content_hash, is_subset, spec_hash};
+use super::memo::WriteMemo;
+use crate::plan::{Desired, Removal};
+use crate::resources::{Child, Optional, content_hash, is_subset, spec_hash};
 use crate::telemetry::metrics::Write;
 use crate::{Error, FIELD_MANAGER, Result};
+
+/// The API client for writes, and the memory of what it just wrote.
+pub struct Writer {
+    client: Client,
+    memo: WriteMemo,
+}
+
+impl Writer {
+    pub fn new(client: Client) -> Self {
+        Writer {
+            client,
+            memo: WriteMemo::default(),
+        }
+    }
+}
 
 /// What an apply did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,15 +84,80 @@ where
     }
     let target = format!("{}/{namespace}/{name}", K::kind(&()));
     let content = content_hash(&hash)?;
-    if ctx.memo.recently_written(&target, content) {
+    if ctx.writer.memo.recently_written(&target, content) {
         return Ok(Outcome::AwaitingCache);
     }
-    Api::<K>::namespaced(ctx.client.clone(), &namespace)
+    Api::<K>::namespaced(ctx.writer.client.clone(), &namespace)
         .patch(&name, &apply_params(), &Patch::Apply(desired))
         .await?;
-    ctx.memo.record(target, content);
+    ctx.writer.memo.record(target, content);
     ctx.metrics.api_write(&K::kind(&()), Write::Apply);
     Ok(Outcome::Written)
+}
+
+/// A child the API server refused (permanently: a transient failure retries the reconcile).
+#[derive(Debug)]
+pub struct Refusal {
+    /// As in `Service/example-com-next-hop`.
+    pub child: String,
+    pub error: Error,
+}
+
+/// What applying a domain's desired children did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub outcomes: Vec<Outcome>,
+    /// The API server refused the routing object: the route has not changed.
+    pub routing_refused: bool,
+    /// In the order met.
+    pub refused: Vec<Refusal>,
+}
+
+/// Applies the routing object first, then every other child, then removes what the spec no
+/// longer asks for (if the domain with `owner_uid` controls it). A refused child is recorded
+/// and the others still applied; a refused helper object does not undo a flip that happened.
+pub async fn desired(ctx: &Context, desired: &Desired, namespace: &str, owner_uid: &str) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let record = |applied: &mut Applied, child: String, result: Result<Outcome>| -> Result<bool> {
+        match result {
+            Ok(outcome) => applied.outcomes.push(outcome),
+            Err(error) if error.is_permanent() => {
+                applied.refused.push(Refusal { child, error });
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(true)
+    };
+    let routed = apply_child(ctx, &desired.routing).await;
+    applied.routing_refused = !record(&mut applied, desired.routing.describe(), routed)?;
+    for child in &desired.children {
+        let result = apply_child(ctx, child).await;
+        record(&mut applied, child.describe(), result)?;
+    }
+    for Removal { kind, name } in &desired.removed {
+        let result = match kind {
+            Optional::Ingress => remove(ctx, &ctx.caches.ingresses, namespace, name, owner_uid).await,
+            Optional::Service => remove(ctx, &ctx.caches.services, namespace, name, owner_uid).await,
+            Optional::Endpoints => remove(ctx, &ctx.caches.endpoints, namespace, name, owner_uid).await,
+        };
+        record(&mut applied, format!("{kind:?}/{name}"), result)?;
+    }
+    Ok(applied)
+}
+
+/// Applies one child through the cache of its kind.
+async fn apply_child(ctx: &Context, child: &Child) -> Result<Outcome> {
+    match child {
+        Child::ConfigMap(o) => self::child(ctx, &ctx.caches.config_maps, o).await,
+        Child::Secret(o) => self::child(ctx, &ctx.caches.owned_secrets, o).await,
+        Child::Service(o) => self::child(ctx, &ctx.caches.services, o).await,
+        Child::Endpoints(o) => self::child(ctx, &ctx.caches.endpoints, o).await,
+        Child::NetworkPolicy(o) => self::child(ctx, &ctx.caches.network_policies, o).await,
+        Child::StatefulSet(o) => self::child(ctx, &ctx.caches.stateful_sets, o).await,
+        Child::Deployment(o) => self::child(ctx, &ctx.caches.deployments, o).await,
+        Child::Ingress(o) => self::child(ctx, &ctx.caches.ingresses, o).await,
+    }
 }
 
 /// Deletes the child `name` in `namespace` if the cache holds it and the domain with
@@ -99,7 +183,7 @@ where
         }),
         ..DeleteParams::background()
     };
-    match Api::<K>::namespaced(ctx.client.clone(), namespace)
+    match Api::<K>::namespaced(ctx.writer.client.clone(), namespace)
         .delete(name, &params)
         .await
     {
@@ -131,7 +215,7 @@ where
     let namespace = object.namespace().ok_or(missing("metadata.namespace"))?;
     let target = format!("status:{}", object.uid().ok_or(missing("metadata.uid"))?);
     let content = content_hash(status)?;
-    if ctx.memo.recently_written(&target, content) {
+    if ctx.writer.memo.recently_written(&target, content) {
         return Ok(Outcome::AwaitingCache);
     }
     let body = serde_json::json!({
@@ -140,10 +224,26 @@ where
         "metadata": { "name": name },
         "status": status,
     });
-    Api::<K>::namespaced(ctx.client.clone(), &namespace)
+    Api::<K>::namespaced(ctx.writer.client.clone(), &namespace)
         .patch_status(&name, &apply_params(), &Patch::Apply(&body))
         .await?;
-    ctx.memo.record(target, content);
+    ctx.writer.memo.record(target, content);
     ctx.metrics.api_write(&K::kind(&()), Write::Status);
     Ok(Outcome::Written)
+}
+
+/// Applies the transport map `map` (a ConfigMap outside any domain, so not compared with a
+/// cache: the caller compares what it renders with what it read).
+pub async fn transport_map(ctx: &Context, map: &ConfigMap) -> Result<()> {
+    let missing = |field| Error::MissingField {
+        kind: "transport map",
+        field,
+    };
+    let name = map.meta().name.as_deref().ok_or(missing("metadata.name"))?;
+    let namespace = map.meta().namespace.as_deref().ok_or(missing("metadata.namespace"))?;
+    Api::<ConfigMap>::namespaced(ctx.writer.client.clone(), namespace)
+        .patch(name, &apply_params(), &Patch::Apply(map))
+        .await?;
+    ctx.metrics.api_write("ConfigMap", Write::Apply);
+    Ok(())
 }

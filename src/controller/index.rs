@@ -12,6 +12,7 @@ use std::sync::RwLock;
 
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
+use tokio::sync::watch;
 
 type ObjectKey = (String, String);
 
@@ -19,6 +20,8 @@ type ObjectKey = (String, String);
 pub struct Index<K, Key, Entry> {
     extract: fn(&K) -> Option<(Key, Entry)>,
     state: RwLock<State<Key, Entry>>,
+    /// Turns true once the initial list is indexed.
+    synced: watch::Sender<bool>,
 }
 
 struct State<Key, Entry> {
@@ -26,7 +29,6 @@ struct State<Key, Entry> {
     by_key: HashMap<Key, HashMap<ObjectKey, Entry>>,
     /// Objects seen during a (re)list, swapped in when it completes.
     relisting: Option<HashMap<ObjectKey, (Key, Entry)>>,
-    synced: bool,
 }
 
 fn object_key<K: ResourceExt>(object: &K) -> ObjectKey {
@@ -48,8 +50,8 @@ where
                 by_object: HashMap::new(),
                 by_key: HashMap::new(),
                 relisting: None,
-                synced: false,
             }),
+            synced: watch::Sender::new(false),
         }
     }
 
@@ -87,7 +89,7 @@ where
                 for (object, new) in listed {
                     touched.extend(state.replace(object, Some(new)));
                 }
-                state.synced = true;
+                self.synced.send_replace(true);
                 touched
             }
         }
@@ -105,10 +107,13 @@ where
 
     /// Whether the initial list has been indexed.
     pub fn synced(&self) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .synced
+        *self.synced.borrow()
+    }
+
+    /// Resolves once the initial list has been indexed.
+    pub async fn wait_until_synced(&self) {
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = self.synced.subscribe().wait_for(|synced| *synced).await;
     }
 }
 
@@ -212,5 +217,17 @@ mod tests {
         assert_eq!(sorted(index.apply(&Event::InitDone)), vec!["b", "c"]);
         assert!(index.get(&"b".into()).is_empty());
         assert_eq!(index.get(&"c".into()), vec!["carol"]);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_sync_resolves_when_the_list_is_indexed() {
+        let index = Index::new(by_domain);
+        let mut waiting = std::pin::pin!(index.wait_until_synced());
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        index.apply(&Event::Init);
+        index.apply(&Event::InitApply(user("alice", "a")));
+        assert!(futures::poll!(waiting.as_mut()).is_pending(), "not before InitDone");
+        index.apply(&Event::InitDone);
+        waiting.await;
     }
 }

@@ -15,40 +15,12 @@ use tokio::time::Instant;
 /// How long a write is remembered; far longer than a watch event takes to arrive.
 pub const WINDOW: Duration = Duration::from_secs(5);
 
-/// Content hashes of recent writes, by target.
-#[derive(Default)]
-pub struct WriteMemo {
-    entries: Mutex<HashMap<String, (u64, Instant)>>,
+/// Values remembered for [`WINDOW`] after they were recorded, by key.
+pub struct Recent<V> {
+    entries: Mutex<HashMap<String, (V, Instant)>>,
 }
 
-impl WriteMemo {
-    /// Whether `content` was written to `target` within the window.
-    pub fn recently_written(&self, target: &str, content: u64) -> bool {
-        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
-            .get(target)
-            .is_some_and(|(hash, at)| *hash == content && at.elapsed() < WINDOW)
-    }
-
-    /// Records that `content` was just written to `target`.
-    pub fn record(&self, target: String, content: u64) {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Expired entries are pruned each time the map doubles (from 64 entries on): amortised
-        // constant work, and the map stays the size of a few seconds of writes.
-        if entries.len() >= 64 && entries.len().is_power_of_two() {
-            entries.retain(|_, (_, at)| at.elapsed() < WINDOW);
-        }
-        entries.insert(target, (content, Instant::now()));
-    }
-}
-
-/// The last status written per object (by uid), for a reconcile that runs before the cache
-/// holds it: deciding from the older status would, for example, flip a route a second time.
-pub struct LastWritten<T> {
-    entries: Mutex<HashMap<String, (T, Instant)>>,
-}
-
-impl<T> Default for LastWritten<T> {
+impl<V> Default for Recent<V> {
     fn default() -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
@@ -56,25 +28,41 @@ impl<T> Default for LastWritten<T> {
     }
 }
 
-impl<T: Clone> LastWritten<T> {
-    /// What was written for `uid` within the window.
-    pub fn get(&self, uid: &str) -> Option<T> {
+impl<V: Clone> Recent<V> {
+    /// What was recorded for `key` within the window.
+    pub fn get(&self, key: &str) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
-            .get(uid)
+            .get(key)
             .filter(|(_, at)| at.elapsed() < WINDOW)
             .map(|(value, _)| value.clone())
     }
 
-    /// Records what was just written for `uid`.
-    pub fn record(&self, uid: String, value: T) {
+    /// Records `value` for `key`, now.
+    pub fn record(&self, key: String, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Expired entries are pruned each time the map doubles (from 64 entries on): amortised
+        // constant work, and the map stays the size of a few seconds of writes.
         if entries.len() >= 64 && entries.len().is_power_of_two() {
             entries.retain(|_, (_, at)| at.elapsed() < WINDOW);
         }
-        entries.insert(uid, (value, Instant::now()));
+        entries.insert(key, (value, Instant::now()));
     }
 }
+
+/// Content hashes of recent writes, by target.
+pub type WriteMemo = Recent<u64>;
+
+impl WriteMemo {
+    /// Whether `content` was written to `target` within the window.
+    pub fn recently_written(&self, target: &str, content: u64) -> bool {
+        self.get(target) == Some(content)
+    }
+}
+
+/// The last status written per object (by uid), for a reconcile that runs before the cache
+/// holds it: deciding from the older status would, for example, flip a route a second time.
+pub type LastWritten<T> = Recent<T>;
 
 #[cfg(test)]
 mod tests {
@@ -95,5 +83,18 @@ mod tests {
             !memo.recently_written("status:uid-1", 42),
             "after the window the cache is trusted"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prunes_expired_entries_as_it_grows() {
+        let memo = Recent::<u32>::default();
+        for i in 0..64 {
+            memo.record(format!("old-{i}"), i);
+        }
+        tokio::time::advance(WINDOW).await;
+        memo.record("new".into(), 1);
+        assert_eq!(memo.entries.lock().unwrap().len(), 1, "the 64 expired entries are gone");
+        assert_eq!(memo.get("new"), Some(1));
+        assert_eq!(memo.get("old-3"), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Keeps the Postfix transport map ConfigMap in step with the routes of every domain in scope.
 //! It is rebuilt from the domain cache whenever a domain changes (a burst of changes coalesces
-//! into one write) and written only when its content changed.
+//! into one write) and written, through [`super::apply`], only when its content changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,15 +8,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use tracing::{info, warn};
 
-use super::Context;
+use super::{Context, apply};
 use crate::resources::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::routing::transport;
-use crate::telemetry::metrics::Write;
-use crate::{FIELD_MANAGER, Result};
 
 /// The key of the map in the ConfigMap's data.
 pub const KEY: &str = "transport";
@@ -29,7 +25,6 @@ pub async fn run(ctx: Arc<Context>) {
     let Some((namespace, name)) = ctx.settings.transport_map.clone() else {
         return std::future::pending().await;
     };
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
     // What this replica last wrote; `None` means: compare with the server (at start, and at
     // every resync, so a deleted or hand-edited map is repaired).
     let mut written: Option<String> = None;
@@ -38,10 +33,9 @@ pub async fn run(ctx: Arc<Context>) {
             () = ctx.routes_changed.notified() => tokio::time::sleep(COALESCE).await,
             () = tokio::time::sleep(ctx.settings.resync) => written = None,
         }
-        while !ctx.synced() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        ctx.wait_until_synced().await;
         let entries = ctx
+            .caches
             .domains
             .state()
             .iter()
@@ -49,12 +43,7 @@ pub async fn run(ctx: Arc<Context>) {
             .collect();
         let text = transport::render(entries);
         if written.is_none() {
-            let current = api
-                .get_opt(&name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|map| map.data?.remove(KEY));
+            let current = ctx.reader.config_map_value(&namespace, &name, KEY).await.ok().flatten();
             if current.as_deref() == Some(text.as_str()) {
                 written = Some(text);
                 continue;
@@ -63,7 +52,7 @@ pub async fn run(ctx: Arc<Context>) {
         if written.as_deref() == Some(text.as_str()) {
             continue;
         }
-        match write(&ctx, &api, &name, &text).await {
+        match apply::transport_map(&ctx, &map(&namespace, &name, &text)).await {
             Ok(()) => {
                 info!(configmap = %format!("{namespace}/{name}"), domains = text.lines().count() - 1, "transport map updated");
                 written = Some(text);
@@ -77,10 +66,12 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
-async fn write(ctx: &Context, api: &Api<ConfigMap>, name: &str, text: &str) -> Result<()> {
-    let map = ConfigMap {
+/// The transport map ConfigMap holding `text`.
+fn map(namespace: &str, name: &str, text: &str) -> ConfigMap {
+    ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
                 ("app.kubernetes.io/component".to_owned(), "transport-map".to_owned()),
@@ -89,9 +80,5 @@ async fn write(ctx: &Context, api: &Api<ConfigMap>, name: &str, text: &str) -> R
         },
         data: Some(BTreeMap::from([(KEY.to_owned(), text.to_owned())])),
         ..ConfigMap::default()
-    };
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&map))
-        .await?;
-    ctx.metrics.api_write("ConfigMap", Write::Apply);
-    Ok(())
+    }
 }

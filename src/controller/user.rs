@@ -30,7 +30,7 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
         field: "metadata.namespace",
     })?;
     let domain_name = &user.spec.domain_ref.name;
-    let domain = ctx.domains.get(&ObjectRef::new(domain_name).within(&namespace));
+    let domain = ctx.caches.domains.get(&ObjectRef::new(domain_name).within(&namespace));
     let siblings = ctx.users_of(&namespace, domain_name);
     let siblings: Vec<&ContinuityUser> = siblings.iter().map(AsRef::as_ref).collect();
 
@@ -39,6 +39,7 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
     let password = match (&verdict, domain.as_deref()) {
         (Verdict::Covered, Some(domain)) => {
             let secrets = ctx
+                .caches
                 .secrets
                 .read(
                     &namespace,

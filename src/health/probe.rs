@@ -9,13 +9,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
 
 use crate::api::domain::ProbeFailureClass;
 
@@ -67,32 +67,6 @@ fn fail(class: ProbeFailureClass, detail: impl Into<String>) -> Failure {
         class,
         detail: detail.into(),
     }
-}
-
-/// A TLS client configuration that verifies certificates against the Web PKI roots and the
-/// extra PEM-encoded CA certificates given.
-pub fn verifying_tls(extra_ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = extra_ca_pem {
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("caBundle is not valid PEM: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("caBundle holds an unusable certificate: {e}"))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err("caBundle holds no certificate".into());
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// Probes `target`, introducing itself as `helo`. With `tls`, also upgrades with STARTTLS and
@@ -466,15 +440,5 @@ mod tests {
         assert_eq!(parse_reply_line("999 no such code"), None);
         assert_eq!(parse_reply_line("22"), None);
         assert_eq!(parse_reply_line("220x"), None);
-    }
-
-    #[test]
-    fn extra_cas_must_be_certificates() {
-        assert!(verifying_tls(None).is_ok());
-        assert!(
-            verifying_tls(Some("not a certificate"))
-                .unwrap_err()
-                .contains("no certificate")
-        );
     }
 }

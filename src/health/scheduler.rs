@@ -18,7 +18,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::{debug, warn};
 
 use super::probe::{self, Outcome, Report, Target};
-use super::tracker::{self, Health, Policy};
+use super::tracker::{self, Health, Policy, Tracked};
 use crate::api::domain::ProbeFailureClass;
 use crate::telemetry::Metrics;
 
@@ -75,7 +75,7 @@ struct Done {
 pub struct Prober {
     commands: mpsc::UnboundedSender<Command>,
     registered: Mutex<HashMap<DomainKey, Registration>>,
-    health: Mutex<HashMap<DomainKey, Health>>,
+    health: Mutex<HashMap<DomainKey, Tracked>>,
     helo: String,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
@@ -133,7 +133,7 @@ impl Prober {
 
     /// What this replica has seen of `key`'s primary; `None` before its first probe.
     pub fn health(&self, key: &DomainKey) -> Option<Health> {
-        lock(&self.health).get(key).cloned()
+        lock(&self.health).get(key).map(|tracked| tracked.health.clone())
     }
 
     async fn run(self: Arc<Self>, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -203,7 +203,7 @@ impl Prober {
             registration
                 .tls
                 .as_ref()
-                .and_then(|tls| match probe::verifying_tls(tls.ca_bundle.as_deref()) {
+                .and_then(|tls| match crate::tls::verifying(tls.ca_bundle.as_deref()) {
                     Ok(config) => Some(config),
                     Err(error) => {
                         // Validation rejects such a bundle before registration; this cannot be reached

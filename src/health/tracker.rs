@@ -32,8 +32,14 @@ pub struct Health {
     pub at: Timestamp,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
-    /// When a reconcile was last asked for.
-    pub notified: Instant,
+}
+
+/// The scheduler's record of a domain: its health, and when a reconcile was last asked for
+/// (bookkeeping that routing and status never see).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    pub health: Health,
+    notified: Instant,
 }
 
 impl Policy {
@@ -78,36 +84,38 @@ impl Health {
 /// Folds `report` into `previous`; returns the new record and whether the domain should be
 /// reconciled: when what a user sees changes ([`Visible`]), and once per heartbeat otherwise.
 pub fn record(
-    previous: Option<&Health>,
+    previous: Option<&Tracked>,
     report: Report,
     at: Timestamp,
     policy: &Policy,
     now: Instant,
-) -> (Health, bool) {
-    let (failures, successes) = previous.map_or((0, 0), |p| (p.consecutive_failures, p.consecutive_successes));
+) -> (Tracked, bool) {
+    let (failures, successes) = previous.map_or((0, 0), |p| {
+        (p.health.consecutive_failures, p.health.consecutive_successes)
+    });
     let (consecutive_failures, consecutive_successes) = match report.outcome {
         Outcome::Ok => (0, successes.saturating_add(1)),
         outcome if policy.counts(outcome) => (failures.saturating_add(1), 0),
         Outcome::Failed(_) => (0, 0),
     };
-    let mut health = Health {
+    let health = Health {
         last: report,
         at,
         consecutive_failures,
         consecutive_successes,
-        notified: now,
     };
     let notify = match previous {
         None => true,
         Some(previous) => {
-            previous.visible(policy) != health.visible(policy)
+            previous.health.visible(policy) != health.visible(policy)
                 || now.duration_since(previous.notified) >= policy.heartbeat
         }
     };
-    if let (Some(previous), false) = (previous, notify) {
-        health.notified = previous.notified;
-    }
-    (health, notify)
+    let notified = match (previous, notify) {
+        (Some(previous), false) => previous.notified,
+        _ => now,
+    };
+    (Tracked { health, notified }, notify)
 }
 
 #[cfg(test)]
@@ -134,7 +142,7 @@ mod tests {
     /// Feeds outcomes one second apart; returns the final record and the notifications.
     fn feed(outcomes: &[Outcome]) -> (Health, Vec<bool>) {
         let start = Instant::now();
-        let mut health: Option<Health> = None;
+        let mut health: Option<Tracked> = None;
         let mut notified = Vec::new();
         for (i, outcome) in outcomes.iter().enumerate() {
             let now = start + Duration::from_secs(i as u64);
@@ -142,7 +150,7 @@ mod tests {
             health = Some(next);
             notified.push(notify);
         }
-        (health.expect("at least one outcome"), notified)
+        (health.expect("at least one outcome").health, notified)
     }
 
     const REFUSED: Outcome = Outcome::Failed(ProbeFailureClass::Refused);

@@ -6,38 +6,32 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 
-use super::{child_meta, with_spec_hash};
-use crate::Result;
-use crate::api::ContinuityDomain;
+use super::child_meta;
+use crate::validation::ValidatedDomain;
 
 /// Component label of the coverage ConfigMap.
 pub const COMPONENT: &str = "coverage";
 
-/// Name of a domain's coverage ConfigMap.
-pub fn name(domain: &ContinuityDomain) -> String {
-    format!("{}-coverage", domain.name_any())
-}
-
 /// Builds the coverage ConfigMap listing `addresses`.
-pub fn build(domain: &ContinuityDomain, addresses: &BTreeSet<String>) -> Result<ConfigMap> {
+pub fn build(domain: &ValidatedDomain<'_>, addresses: &BTreeSet<String>) -> ConfigMap {
     let listing: String = addresses.iter().map(|a| format!("{a}\n")).collect();
-    with_spec_hash(ConfigMap {
-        metadata: child_meta(domain, name(domain), COMPONENT)?,
+    ConfigMap {
+        metadata: child_meta(domain, &domain.names.coverage, COMPONENT),
         data: Some(BTreeMap::from([
             ("domain".to_owned(), domain.spec.domain.clone()),
             ("addresses".to_owned(), listing),
         ])),
         ..ConfigMap::default()
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{DOMAIN_LABEL, spec_hash};
-    use crate::testing::fixture;
+    use crate::resources::DOMAIN_LABEL;
+    use crate::testing::validated;
+    use kube::ResourceExt;
 
     fn addresses(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|a| (*a).to_owned()).collect()
@@ -45,8 +39,8 @@ mod tests {
 
     #[test]
     fn lists_the_covered_addresses_and_is_owned_by_the_domain() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let cm = build(&domain, &addresses(&["bob@example.com", "alice@example.com"])).unwrap();
+        let domain = validated("domain-minimal.yaml");
+        let cm = build(&domain, &addresses(&["bob@example.com", "alice@example.com"]));
         assert_eq!(cm.metadata.name.as_deref(), Some("example-com-coverage"));
         assert_eq!(cm.metadata.namespace.as_deref(), Some("tenant-a"));
         let data = cm.data.as_ref().unwrap();
@@ -57,24 +51,7 @@ mod tests {
         let owner = &cm.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(owner.kind, "ContinuityDomain");
         assert_eq!(owner.name, "example-com");
-        assert_eq!(owner.uid, domain.metadata.uid.clone().unwrap());
+        assert_eq!(owner.uid, domain.owner.uid);
         assert_eq!(owner.controller, Some(true));
-    }
-
-    #[test]
-    fn the_hash_follows_the_content() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let a = build(&domain, &addresses(&["a@example.com"])).unwrap();
-        let a_again = build(&domain, &addresses(&["a@example.com"])).unwrap();
-        let b = build(&domain, &addresses(&["b@example.com"])).unwrap();
-        assert_eq!(spec_hash(&a), spec_hash(&a_again));
-        assert_ne!(spec_hash(&a), spec_hash(&b));
-    }
-
-    #[test]
-    fn a_domain_without_uid_cannot_own_children() {
-        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        domain.metadata.uid = None;
-        assert!(build(&domain, &BTreeSet::new()).is_err());
     }
 }

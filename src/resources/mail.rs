@@ -29,16 +29,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 
 use super::pod::{
     cluster_service, container_port, empty_dir, mount, restricted_security, runtime_default_seccomp, service_port,
     template, workload_selector,
 };
-use super::{Environment, child_labels, child_meta, content_hash, next_hop, with_spec_hash};
-use crate::Result;
-use crate::api::ContinuityDomain;
+use super::{child_labels, child_meta, next_hop, texts_hash};
 use crate::standby::{self, CONFIG_FILES, PASSWD_KEY, layout};
+use crate::validation::ValidatedDomain;
 
 /// Component label of the mail pod and its objects.
 pub const COMPONENT: &str = "standby-mail";
@@ -50,51 +48,36 @@ pub const SCRIPTS_HASH_ANNOTATION: &str = "continuity.mailops.io/scripts-hash";
 /// The capabilities Postfix's container keeps (see the module documentation).
 pub const POSTFIX_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"];
 
-/// Name of the StatefulSet and of the Service (`<domain>-standby-mail`).
-pub fn name(domain: &ContinuityDomain) -> String {
-    next_hop::standby_service_name(domain)
-}
-
-/// Name of the ConfigMap with the rendered configuration.
-pub fn config_name(domain: &ContinuityDomain) -> String {
-    format!("{}-standby-config", domain.name_any())
-}
-
-/// Name of the Secret with the password hashes.
-pub fn passwords_name(domain: &ContinuityDomain) -> String {
-    format!("{}-standby-passwords", domain.name_any())
-}
-
 /// The ConfigMap holding `files` (keyed as [`CONFIG_FILES`]).
-pub fn config_map(domain: &ContinuityDomain, files: BTreeMap<String, String>) -> Result<ConfigMap> {
-    with_spec_hash(ConfigMap {
-        metadata: child_meta(domain, config_name(domain), COMPONENT)?,
+pub fn config_map(domain: &ValidatedDomain<'_>, files: BTreeMap<String, String>) -> ConfigMap {
+    ConfigMap {
+        metadata: child_meta(domain, &domain.names.standby_config, COMPONENT),
         data: Some(files),
         ..ConfigMap::default()
-    })
+    }
 }
 
 /// The Secret holding the password file.
-pub fn passwords_secret(domain: &ContinuityDomain, passwd: String) -> Result<Secret> {
-    with_spec_hash(Secret {
-        metadata: child_meta(domain, passwords_name(domain), COMPONENT)?,
+pub fn passwords_secret(domain: &ValidatedDomain<'_>, passwd: String) -> Secret {
+    Secret {
+        metadata: child_meta(domain, &domain.names.standby_passwords, COMPONENT),
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(
             PASSWD_KEY.to_owned(),
             ByteString(passwd.into_bytes()),
         )])),
         ..Secret::default()
-    })
+    }
 }
 
 /// The Service: SMTP on 25 for gateways, submission on 587 and IMAP on 143 for the webmail.
-pub fn service(domain: &ContinuityDomain) -> Result<Service> {
+pub fn service(domain: &ValidatedDomain<'_>) -> Service {
     let ports = vec![
         service_port("smtp", next_hop::SMTP_PORT),
         service_port("submission", layout::SUBMISSION_SERVICE_PORT),
         service_port("imap", layout::IMAP_SERVICE_PORT),
     ];
-    cluster_service(domain, name(domain), COMPONENT, ports, None)
+    cluster_service(domain, &domain.names.standby_mail, COMPONENT, ports, None)
 }
 
 /// The size and class of the mail volume. A StatefulSet's volume claim template cannot change
@@ -133,11 +116,11 @@ fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn postfix_container(domain: &ContinuityDomain, env: &Environment) -> Container {
+fn postfix_container(domain: &ValidatedDomain<'_>) -> Container {
     let mail = &domain.spec.standby.mail;
     Container {
         name: "postfix".into(),
-        image: Some(mail.postfix_image.clone().unwrap_or_else(|| env.images.postfix.clone())),
+        image: Some(domain.images.postfix.clone()),
         command: Some(vec!["/bin/sh".into(), format!("{}/run/postfix.sh", layout::CONFIG)]),
         ports: Some(vec![
             container_port("smtp", layout::SMTP_PORT),
@@ -164,11 +147,11 @@ fn postfix_container(domain: &ContinuityDomain, env: &Environment) -> Container 
     }
 }
 
-fn dovecot_container(domain: &ContinuityDomain, env: &Environment) -> Container {
+fn dovecot_container(domain: &ValidatedDomain<'_>) -> Container {
     let mail = &domain.spec.standby.mail;
     Container {
         name: "dovecot".into(),
-        image: Some(mail.dovecot_image.clone().unwrap_or_else(|| env.images.dovecot.clone())),
+        image: Some(domain.images.dovecot.clone()),
         command: Some(vec!["/bin/sh".into(), format!("{}/run/dovecot.sh", layout::CONFIG)]),
         ports: Some(vec![container_port("imap", layout::IMAP_PORT)]),
         readiness_probe: Some(tcp_probe("imap", 10, 3)),
@@ -189,12 +172,12 @@ fn dovecot_container(domain: &ContinuityDomain, env: &Environment) -> Container 
     }
 }
 
-fn volumes(domain: &ContinuityDomain) -> Vec<Volume> {
+fn volumes(domain: &ValidatedDomain<'_>) -> Vec<Volume> {
     vec![
         Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
-                name: config_name(domain),
+                name: domain.names.standby_config.clone(),
                 items: Some(
                     CONFIG_FILES
                         .iter()
@@ -213,7 +196,7 @@ fn volumes(domain: &ContinuityDomain) -> Vec<Volume> {
         Volume {
             name: "passwords".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(passwords_name(domain)),
+                secret_name: Some(domain.names.standby_passwords.clone()),
                 // Readable by the mail group (fsGroup) only.
                 default_mode: Some(0o440),
                 ..SecretVolumeSource::default()
@@ -225,16 +208,16 @@ fn volumes(domain: &ContinuityDomain) -> Vec<Volume> {
 }
 
 /// The StatefulSet; `existing` is the volume it was created with, if it exists.
-pub fn stateful_set(domain: &ContinuityDomain, env: &Environment, existing: Option<DataVolume>) -> Result<StatefulSet> {
+pub fn stateful_set(domain: &ValidatedDomain<'_>, existing: Option<DataVolume>) -> StatefulSet {
     let archive = &domain.spec.archive;
     let volume = existing.unwrap_or_else(|| DataVolume {
         size: archive.storage_size.clone(),
         storage_class_name: archive.storage_class_name.clone(),
     });
     let scripts = [standby::postfix::run_script(), standby::dovecot::run_script()];
-    let scripts_hash = format!("{:016x}", content_hash(&scripts)?);
+    let scripts_hash = format!("{:016x}", texts_hash(&scripts));
     let pod = PodSpec {
-        containers: vec![postfix_container(domain, env), dovecot_container(domain, env)],
+        containers: vec![postfix_container(domain), dovecot_container(domain)],
         volumes: Some(volumes(domain)),
         security_context: Some(PodSecurityContext {
             // The volume and the runtime directory belong to the mail group, so Dovecot
@@ -250,12 +233,12 @@ pub fn stateful_set(domain: &ContinuityDomain, env: &Environment, existing: Opti
         termination_grace_period_seconds: Some(60),
         ..PodSpec::default()
     };
-    with_spec_hash(StatefulSet {
-        metadata: child_meta(domain, name(domain), COMPONENT)?,
+    StatefulSet {
+        metadata: child_meta(domain, &domain.names.standby_mail, COMPONENT),
         spec: Some(StatefulSetSpec {
             // One Dovecot writes the store; a second replica would need a second volume.
             replicas: Some(1),
-            service_name: Some(name(domain)),
+            service_name: Some(domain.names.standby_mail.clone()),
             selector: workload_selector(domain, COMPONENT),
             template: template(
                 domain,
@@ -283,14 +266,15 @@ pub fn stateful_set(domain: &ContinuityDomain, env: &Environment, existing: Opti
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{OwnerReference, spec_hash};
-    use crate::testing::{environment, fixture, pod_security};
+    use crate::api::ContinuityDomain;
+    use crate::testing::{acting, fixture, pod_security, validated};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn pod(set: &StatefulSet) -> &PodSpec {
         set.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
@@ -302,8 +286,8 @@ mod tests {
 
     #[test]
     fn the_mail_pod_runs_both_servers_with_one_volume_for_queue_and_store() {
-        let domain: ContinuityDomain = fixture("domain-full.yaml");
-        let set = stateful_set(&domain, &environment(), None).unwrap();
+        let domain = validated("domain-full.yaml");
+        let set = stateful_set(&domain, None);
         assert_eq!(set.metadata.name.as_deref(), Some("corp-standby-mail"));
         let owner: &OwnerReference = &set.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
@@ -348,7 +332,7 @@ mod tests {
     #[test]
     fn dovecot_meets_restricted_and_postfix_keeps_only_what_starting_as_root_takes() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let set = stateful_set(&domain, &environment(), None).unwrap();
+        let set = stateful_set(&acting(domain.clone()), None);
         let pod = pod(&set);
         assert!(
             pod_security::baseline(pod).is_empty(),
@@ -374,7 +358,7 @@ mod tests {
         );
         let mut in_user_namespace = domain.clone();
         in_user_namespace.spec.standby.mail.user_namespace = true;
-        let set = stateful_set(&in_user_namespace, &environment(), None).unwrap();
+        let set = stateful_set(&acting(in_user_namespace), None);
         assert_eq!(
             set.spec.as_ref().unwrap().template.spec.as_ref().unwrap().host_users,
             Some(false)
@@ -384,16 +368,12 @@ mod tests {
     #[test]
     fn an_existing_volume_is_kept_and_the_pod_template_carries_the_run_scripts_hash() {
         let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let set = stateful_set(&domain, &environment(), None).unwrap();
+        let set = stateful_set(&acting(domain.clone()), None);
         let volume = existing_volume(&set).unwrap();
         assert_eq!(volume.size, "10Gi");
         domain.spec.archive.storage_size = "20Gi".into();
-        let again = stateful_set(&domain, &environment(), Some(volume)).unwrap();
-        assert_eq!(
-            spec_hash(&again),
-            spec_hash(&set),
-            "a claim template cannot change once created"
-        );
+        let again = stateful_set(&acting(domain), Some(volume));
+        assert_eq!(again, set, "a claim template cannot change once created");
         // The pod template changes (and the pod rolls) when the run scripts do, and only
         // then: the user list and passwords are not part of the StatefulSet at all.
         let annotations = set
@@ -409,14 +389,13 @@ mod tests {
         let scripts = [standby::postfix::run_script(), standby::dovecot::run_script()];
         assert_eq!(
             annotations.unwrap()[SCRIPTS_HASH_ANNOTATION],
-            format!("{:016x}", content_hash(&scripts).unwrap())
+            format!("{:016x}", texts_hash(&scripts))
         );
     }
 
     #[test]
     fn the_service_maps_standard_ports_to_the_pods() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let service = service(&domain).unwrap();
+        let service = service(&validated("domain-minimal.yaml"));
         let ports: Vec<(i32, String)> = service
             .spec
             .unwrap()

@@ -1,10 +1,12 @@
 //! Pure builders of the child objects a ContinuityDomain owns, one module per child, plus what
 //! every child shares: labels, the controller ownerReference (so Kubernetes garbage-collects
 //! children with their domain) and a hash of the desired object (so an unchanged child is
-//! never written again).
+//! never written again). Builders take a [`ValidatedDomain`] and cannot fail; the hash is
+//! stamped afterwards, in one place ([`Child::stamped`]).
 
 pub mod coverage;
 pub mod mail;
+pub mod names;
 pub mod network_policy;
 pub mod next_hop;
 pub mod pod;
@@ -15,11 +17,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use serde::Serialize;
 
-use crate::api::ContinuityDomain;
+use crate::validation::ValidatedDomain;
 use crate::{Error, Result};
 
 /// Label every child carries; the operator's caches select on it.
@@ -62,6 +64,25 @@ impl Child {
             Child::Deployment(o) => &o.metadata,
             Child::Ingress(o) => &o.metadata,
         }
+    }
+
+    /// The child with the hash of its content stamped on it (see [`SPEC_HASH_ANNOTATION`]).
+    pub fn stamped(self) -> Result<Self> {
+        Ok(match self {
+            Child::ConfigMap(o) => Child::ConfigMap(stamp(o)?.0),
+            Child::Secret(o) => Child::Secret(stamp(o)?.0),
+            Child::Service(o) => Child::Service(stamp(o)?.0),
+            Child::Endpoints(o) => Child::Endpoints(stamp(o)?.0),
+            Child::NetworkPolicy(o) => Child::NetworkPolicy(stamp(o)?.0),
+            Child::StatefulSet(o) => Child::StatefulSet(stamp(o)?.0),
+            Child::Deployment(o) => Child::Deployment(stamp(o)?.0),
+            Child::Ingress(o) => Child::Ingress(stamp(o)?.0),
+        })
+    }
+
+    /// The hash stamped on the child, if it is.
+    pub fn hash(&self) -> Option<&str> {
+        stamp_of(self.meta())
     }
 
     /// The object's kind and name, as in `StatefulSet/example-com-standby-mail`.
@@ -109,42 +130,31 @@ pub struct Images {
 }
 
 /// The labels that select the pods of one component of a domain's standby.
-pub fn selector_labels(domain: &ContinuityDomain, component: &str) -> BTreeMap<String, String> {
+pub fn selector_labels(domain: &ValidatedDomain<'_>, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "continuity".to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), domain.name_any()),
+        ("app.kubernetes.io/instance".to_owned(), domain.name.clone()),
         ("app.kubernetes.io/component".to_owned(), component.to_owned()),
     ])
 }
 
 /// Every label a child (or a pod of it) carries.
-pub fn child_labels(domain: &ContinuityDomain, component: &str) -> BTreeMap<String, String> {
+pub fn child_labels(domain: &ValidatedDomain<'_>, component: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(domain, component);
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
-    labels.insert(DOMAIN_LABEL.to_owned(), domain.name_any());
+    labels.insert(DOMAIN_LABEL.to_owned(), domain.name.clone());
     labels
 }
 
 /// Metadata of a child named `name` of `domain`, in its namespace, owned by it.
-pub fn child_meta(domain: &ContinuityDomain, name: String, component: &str) -> Result<ObjectMeta> {
-    let labels = child_labels(domain, component);
-    Ok(ObjectMeta {
-        name: Some(name),
-        namespace: Some(domain.namespace().ok_or(Error::MissingField {
-            kind: "ContinuityDomain",
-            field: "metadata.namespace",
-        })?),
-        labels: Some(labels),
-        owner_references: Some(vec![owner_reference(domain)?]),
+pub fn child_meta(domain: &ValidatedDomain<'_>, name: &str, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(domain.namespace.clone()),
+        labels: Some(child_labels(domain, component)),
+        owner_references: Some(vec![domain.owner.clone()]),
         ..ObjectMeta::default()
-    })
-}
-
-fn owner_reference(domain: &ContinuityDomain) -> Result<OwnerReference> {
-    domain.controller_owner_ref(&()).ok_or(Error::MissingField {
-        kind: "ContinuityDomain",
-        field: "metadata.uid",
-    })
+    }
 }
 
 /// A stable hash of a value's JSON form.
@@ -153,15 +163,22 @@ pub fn content_hash<T: Serialize>(value: &T) -> Result<u64> {
     Ok(fnv1a64(&bytes))
 }
 
-/// Stamps `object` with the hash of its content. Builders call this last.
-pub fn with_spec_hash<K: Resource + Serialize>(mut object: K) -> Result<K> {
-    let hash = content_hash(&object)?;
+/// A stable hash of texts, as [`content_hash`] of the list would give; infallible because a
+/// list of strings always has a JSON form.
+pub fn texts_hash(texts: &[String]) -> u64 {
+    let json = serde_json::Value::Array(texts.iter().cloned().map(serde_json::Value::String).collect());
+    fnv1a64(json.to_string().as_bytes())
+}
+
+/// Stamps `object` with the hash of its content; returns it with the hash.
+pub fn stamp<K: Resource + Serialize>(mut object: K) -> Result<(K, String)> {
+    let hash = format!("{:016x}", content_hash(&object)?);
     object
         .meta_mut()
         .annotations
         .get_or_insert_with(BTreeMap::new)
-        .insert(SPEC_HASH_ANNOTATION.to_owned(), format!("{hash:016x}"));
-    Ok(object)
+        .insert(SPEC_HASH_ANNOTATION.to_owned(), hash.clone());
+    Ok((object, hash))
 }
 
 /// Whether every field `desired` sets holds the same value in `actual`. Objects in `actual`
@@ -225,12 +242,11 @@ fn same_amount(a: f64, b: f64) -> bool {
 
 /// The hash an object carries, if any.
 pub fn spec_hash<K: Resource>(object: &K) -> Option<&str> {
-    object
-        .meta()
-        .annotations
-        .as_ref()?
-        .get(SPEC_HASH_ANNOTATION)
-        .map(String::as_str)
+    stamp_of(object.meta())
+}
+
+fn stamp_of(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations.as_ref()?.get(SPEC_HASH_ANNOTATION).map(String::as_str)
 }
 
 /// FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`), so an operator
@@ -284,6 +300,27 @@ mod tests {
         assert_eq!(quantity("1.5Gi"), Some(1.5 * 1024.0 * 1024.0 * 1024.0));
         assert_eq!(quantity("postfix"), None);
         assert_eq!(quantity("10Gx"), None);
+    }
+
+    #[test]
+    fn texts_hash_as_their_json_form() {
+        let texts = ["#!/bin/sh\necho \"x\"\n".to_owned(), "ü\t".to_owned()];
+        assert_eq!(texts_hash(&texts), content_hash(&texts).unwrap());
+    }
+
+    #[test]
+    fn a_stamp_follows_the_content() {
+        let config = |value: &str| {
+            Child::ConfigMap(k8s_openapi::api::core::v1::ConfigMap {
+                data: Some(BTreeMap::from([("k".to_owned(), value.to_owned())])),
+                ..Default::default()
+            })
+        };
+        let one = config("1").stamped().unwrap();
+        assert_eq!(one.hash().map(str::len), Some(16));
+        assert_eq!(one.hash(), config("1").stamped().unwrap().hash());
+        assert_ne!(one.hash(), config("2").stamped().unwrap().hash());
+        assert_eq!(config("1").hash(), None);
     }
 
     #[test]

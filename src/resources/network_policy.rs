@@ -12,10 +12,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{child_meta, mail, selector_labels, webmail, with_spec_hash};
-use crate::Result;
-use crate::api::ContinuityDomain;
+use super::{child_meta, mail, selector_labels, webmail};
 use crate::standby::layout;
+use crate::validation::ValidatedDomain;
 
 /// Who may send SMTP to the standbys: the provider's inbound gateway.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,24 +48,25 @@ fn ports(numbers: &[u16]) -> Option<Vec<NetworkPolicyPort>> {
 }
 
 fn policy(
-    domain: &ContinuityDomain,
-    name: String,
+    domain: &ValidatedDomain<'_>,
+    name: &str,
     component: &str,
     rules: Vec<NetworkPolicyIngressRule>,
-) -> Result<NetworkPolicy> {
-    with_spec_hash(NetworkPolicy {
-        metadata: child_meta(domain, name, component)?,
+) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: child_meta(domain, name, component),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(&selector_labels(domain, component))),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(rules),
             ..NetworkPolicySpec::default()
         }),
-    })
+    }
 }
 
 /// The mail pod's policy.
-pub fn mail_policy(domain: &ContinuityDomain, gateway: &GatewayPeers) -> Result<NetworkPolicy> {
+pub fn mail_policy(domain: &ValidatedDomain<'_>) -> NetworkPolicy {
+    let gateway = &domain.env.gateway;
     let gateway_peers: Vec<NetworkPolicyPeer> = std::iter::once(NetworkPolicyPeer {
         namespace_selector: Some(selector(&gateway.namespace_labels)),
         pod_selector: (!gateway.pod_labels.is_empty()).then(|| selector(&gateway.pod_labels)),
@@ -86,7 +86,7 @@ pub fn mail_policy(domain: &ContinuityDomain, gateway: &GatewayPeers) -> Result<
     };
     policy(
         domain,
-        mail::name(domain),
+        &domain.names.standby_mail,
         mail::COMPONENT,
         vec![
             NetworkPolicyIngressRule {
@@ -102,10 +102,10 @@ pub fn mail_policy(domain: &ContinuityDomain, gateway: &GatewayPeers) -> Result<
 }
 
 /// The webmail pods' policy: HTTP from anywhere (the ingress controller), nothing else.
-pub fn webmail_policy(domain: &ContinuityDomain) -> Result<NetworkPolicy> {
+pub fn webmail_policy(domain: &ValidatedDomain<'_>) -> NetworkPolicy {
     policy(
         domain,
-        webmail::name(domain),
+        &domain.names.webmail,
         webmail::COMPONENT,
         vec![NetworkPolicyIngressRule {
             from: None,
@@ -117,14 +117,18 @@ pub fn webmail_policy(domain: &ContinuityDomain) -> Result<NetworkPolicy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{environment, fixture};
+    use crate::testing::{environment, validated};
+    use crate::validation::ValidatedDomain;
 
     #[test]
     fn smtp_comes_from_the_gateway_and_imap_from_the_webmail_only() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let mut gateway = environment().gateway;
-        gateway.cidrs = vec!["192.0.2.0/24".into()];
-        let policy = mail_policy(&domain, &gateway).unwrap();
+        let mut env = environment();
+        env.gateway.cidrs = vec!["192.0.2.0/24".into()];
+        let domain = ValidatedDomain {
+            env: &env,
+            ..validated("domain-minimal.yaml")
+        };
+        let policy = mail_policy(&domain);
         let spec = policy.spec.unwrap();
         assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_owned()][..]));
         assert_eq!(
@@ -158,8 +162,11 @@ mod tests {
 
     #[test]
     fn the_webmail_admits_http_only() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let rules = webmail_policy(&domain).unwrap().spec.unwrap().ingress.unwrap();
+        let rules = webmail_policy(&validated("domain-minimal.yaml"))
+            .spec
+            .unwrap()
+            .ingress
+            .unwrap();
         assert_eq!(rules.len(), 1);
         assert!(rules[0].from.is_none());
         assert_eq!(rules[0].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(8000)));

@@ -9,68 +9,28 @@
 //! primary known by DNS name must listen there; the transport map carries any port.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 
-use super::{child_meta, with_spec_hash};
-use crate::Result;
-use crate::api::ContinuityDomain;
+use super::child_meta;
 use crate::api::domain::RouteTarget;
+use crate::host::Host;
+use crate::validation::ValidatedDomain;
 
 /// The port the next hop and the standby mail Service serve SMTP on.
 pub const SMTP_PORT: u16 = 25;
 /// Component label of the routing objects.
 pub const COMPONENT: &str = "routing";
 
-/// Name of the next-hop Service.
-pub fn service_name(domain: &ContinuityDomain) -> String {
-    domain
-        .spec
-        .routing
-        .service_name
-        .clone()
-        .unwrap_or_else(|| format!("{}-next-hop", domain.name_any()))
-}
-
-/// Name of the standby mail Service (provisioned with the standby stack).
-pub fn standby_service_name(domain: &ContinuityDomain) -> String {
-    format!("{}-standby-mail", domain.name_any())
-}
-
-/// Name of the Service fronting a primary given by IP address.
-pub fn primary_service_name(domain: &ContinuityDomain) -> String {
-    format!("{}-primary", domain.name_any())
-}
-
-fn cluster_host(domain: &ContinuityDomain, service: &str, cluster_domain: &str) -> String {
-    format!(
-        "{service}.{}.svc.{cluster_domain}",
-        domain.namespace().unwrap_or_default()
-    )
-}
-
-/// The cluster DNS name of the standby mail Service.
-pub fn standby_service_host(domain: &ContinuityDomain, cluster_domain: &str) -> String {
-    cluster_host(domain, &standby_service_name(domain), cluster_domain)
-}
-
-fn primary_ip(domain: &ContinuityDomain) -> Option<IpAddr> {
-    domain.spec.primary.host.parse().ok()
-}
-
 /// The DNS name the next-hop Service points at for `target`.
-pub fn target_host(domain: &ContinuityDomain, target: RouteTarget, cluster_domain: &str) -> String {
-    match target {
-        RouteTarget::Standby => standby_service_host(domain, cluster_domain),
-        RouteTarget::Primary if primary_ip(domain).is_some() => {
-            cluster_host(domain, &primary_service_name(domain), cluster_domain)
-        }
-        RouteTarget::Primary => domain.spec.primary.host.clone(),
+pub fn target_host(domain: &ValidatedDomain<'_>, target: RouteTarget) -> String {
+    match (target, &domain.primary) {
+        (RouteTarget::Standby, _) => domain.standby_host(),
+        (RouteTarget::Primary, Host::Ip(_)) => domain.service_host(&domain.names.primary),
+        (RouteTarget::Primary, Host::Name(name)) => name.clone(),
     }
 }
 
@@ -85,8 +45,8 @@ fn smtp_port(target_port: u16) -> ServicePort {
 }
 
 /// The next-hop Service pointing at `target`.
-pub fn service(domain: &ContinuityDomain, target: RouteTarget, cluster_domain: &str) -> Result<Service> {
-    let mut meta = child_meta(domain, service_name(domain), COMPONENT)?;
+pub fn service(domain: &ValidatedDomain<'_>, target: RouteTarget) -> Service {
+    let mut meta = child_meta(domain, &domain.names.next_hop, COMPONENT);
     meta.annotations = Some(BTreeMap::from([(
         "continuity.mailops.io/route".to_owned(),
         match target {
@@ -94,27 +54,25 @@ pub fn service(domain: &ContinuityDomain, target: RouteTarget, cluster_domain: &
             RouteTarget::Standby => "Standby".to_owned(),
         },
     )]));
-    with_spec_hash(Service {
+    Service {
         metadata: meta,
         spec: Some(ServiceSpec {
             type_: Some("ExternalName".into()),
-            external_name: Some(target_host(domain, target, cluster_domain)),
+            external_name: Some(target_host(domain, target)),
             ports: Some(vec![smtp_port(SMTP_PORT)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    })
+    }
 }
 
 /// For a primary given by IP address: the selector-less Service and its Endpoints.
-pub fn primary_by_address(domain: &ContinuityDomain) -> Result<Option<(Service, Endpoints)>> {
-    let Some(ip) = primary_ip(domain) else {
-        return Ok(None);
-    };
-    let name = primary_service_name(domain);
+pub fn primary_by_address(domain: &ValidatedDomain<'_>) -> Option<(Service, Endpoints)> {
+    let ip = domain.primary.ip()?;
+    let name = &domain.names.primary;
     let port = domain.spec.primary.port;
-    let service = with_spec_hash(Service {
-        metadata: child_meta(domain, name.clone(), COMPONENT)?,
+    let service = Service {
+        metadata: child_meta(domain, name, COMPONENT),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             ports: Some(vec![smtp_port(port)]),
@@ -125,9 +83,9 @@ pub fn primary_by_address(domain: &ContinuityDomain) -> Result<Option<(Service, 
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    })?;
-    let endpoints = with_spec_hash(Endpoints {
-        metadata: child_meta(domain, name, COMPONENT)?,
+    };
+    let endpoints = Endpoints {
+        metadata: child_meta(domain, name, COMPONENT),
         subsets: Some(vec![EndpointSubset {
             addresses: Some(vec![EndpointAddress {
                 ip: ip.to_string(),
@@ -141,14 +99,16 @@ pub fn primary_by_address(domain: &ContinuityDomain) -> Result<Option<(Service, 
             }]),
             ..EndpointSubset::default()
         }]),
-    })?;
-    Ok(Some((service, endpoints)))
+    };
+    Some((service, endpoints))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fixture;
+    use crate::resources::Environment;
+    use crate::testing::{environment, validated};
+    use crate::validation::ValidatedDomain;
 
     fn external_name(service: &Service) -> &str {
         service
@@ -160,27 +120,34 @@ mod tests {
 
     #[test]
     fn a_named_primary_is_the_external_name_and_the_standby_its_service() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let to_primary = service(&domain, RouteTarget::Primary, "cluster.local").unwrap();
+        let domain = validated("domain-minimal.yaml");
+        let to_primary = service(&domain, RouteTarget::Primary);
         assert_eq!(to_primary.metadata.name.as_deref(), Some("example-com-next-hop"));
         assert_eq!(external_name(&to_primary), "mx.example.com");
-        let to_standby = service(&domain, RouteTarget::Standby, "cluster.local").unwrap();
+        let to_standby = service(&domain, RouteTarget::Standby);
         assert_eq!(
             external_name(&to_standby),
             "example-com-standby-mail.tenant-a.svc.cluster.local"
         );
-        assert!(primary_by_address(&domain).unwrap().is_none());
+        assert!(primary_by_address(&domain).is_none());
     }
 
     #[test]
     fn an_ip_primary_gets_a_service_with_endpoints() {
-        let domain: ContinuityDomain = fixture("domain-static.yaml"); // 192.0.2.25:2525
-        let to_primary = service(&domain, RouteTarget::Primary, "cluster.example").unwrap();
+        let env = Environment {
+            cluster_domain: "cluster.example".into(),
+            ..environment()
+        };
+        let domain = ValidatedDomain {
+            env: &env,
+            ..validated("domain-static.yaml") // 192.0.2.25:2525
+        };
+        let to_primary = service(&domain, RouteTarget::Primary);
         assert_eq!(
             external_name(&to_primary),
             "example-com-primary.tenant-a.svc.cluster.example"
         );
-        let (front, endpoints) = primary_by_address(&domain).unwrap().unwrap();
+        let (front, endpoints) = primary_by_address(&domain).unwrap();
         let port = &front.spec.unwrap().ports.unwrap()[0];
         assert_eq!(
             (port.port, port.target_port.clone()),
@@ -188,18 +155,20 @@ mod tests {
         );
         let subset = &endpoints.subsets.unwrap()[0];
         assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "192.0.2.25");
-        let mut v6 = domain.clone();
-        v6.spec.primary.host = "2001:db8::25".into();
-        let (front, _) = primary_by_address(&v6).unwrap().unwrap();
+        let v6 = ValidatedDomain {
+            primary: Host::Ip("2001:db8::25".parse().unwrap()),
+            ..domain
+        };
+        let (front, _) = primary_by_address(&v6).unwrap();
         assert_eq!(front.spec.unwrap().ip_families, Some(vec!["IPv6".to_owned()]));
         assert_eq!(subset.ports.as_ref().unwrap()[0].port, 2525);
     }
 
     #[test]
     fn the_flip_changes_only_the_external_name_and_route_annotation() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let mut a = serde_json::to_value(service(&domain, RouteTarget::Primary, "cluster.local").unwrap()).unwrap();
-        let mut b = serde_json::to_value(service(&domain, RouteTarget::Standby, "cluster.local").unwrap()).unwrap();
+        let domain = validated("domain-minimal.yaml");
+        let mut a = serde_json::to_value(service(&domain, RouteTarget::Primary)).unwrap();
+        let mut b = serde_json::to_value(service(&domain, RouteTarget::Standby)).unwrap();
         for v in [&mut a, &mut b] {
             v["spec"]["externalName"] = serde_json::Value::Null;
             v["metadata"]["annotations"] = serde_json::Value::Null;

@@ -12,20 +12,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use super::{child_labels, child_meta, selector_labels, with_spec_hash};
-use crate::Result;
-use crate::api::ContinuityDomain;
+use super::{child_labels, child_meta, selector_labels};
+use crate::validation::ValidatedDomain;
 
 /// The ClusterIP Service `name` in front of the pods of `component`, with `ports`.
 pub fn cluster_service(
-    domain: &ContinuityDomain,
-    name: String,
+    domain: &ValidatedDomain<'_>,
+    name: &str,
     component: &str,
     ports: Vec<ServicePort>,
     session_affinity: Option<&str>,
-) -> Result<Service> {
-    with_spec_hash(Service {
-        metadata: child_meta(domain, name, component)?,
+) -> Service {
+    Service {
+        metadata: child_meta(domain, name, component),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(selector_labels(domain, component)),
@@ -34,7 +33,7 @@ pub fn cluster_service(
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    })
+    }
 }
 
 /// `volume` mounted at `path`.
@@ -104,7 +103,7 @@ pub fn restricted_security() -> SecurityContext {
 }
 
 /// The selector of the pods of `component`, for a workload.
-pub fn workload_selector(domain: &ContinuityDomain, component: &str) -> LabelSelector {
+pub fn workload_selector(domain: &ValidatedDomain<'_>, component: &str) -> LabelSelector {
     LabelSelector {
         match_labels: Some(selector_labels(domain, component)),
         ..LabelSelector::default()
@@ -113,7 +112,7 @@ pub fn workload_selector(domain: &ContinuityDomain, component: &str) -> LabelSel
 
 /// A workload's pod template: the component's labels, `annotations`, and `spec`.
 pub fn template(
-    domain: &ContinuityDomain,
+    domain: &ValidatedDomain<'_>,
     component: &str,
     annotations: Option<BTreeMap<String, String>>,
     spec: PodSpec,

@@ -14,18 +14,16 @@ use k8s_openapi::api::networking::v1::{
     IngressTLS, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 
+use super::child_meta;
 use super::pod::{
     cluster_service, container_port, empty_dir, mount, restricted_security, runtime_default_seccomp, service_port,
     template, workload_selector,
 };
-use super::{Environment, child_meta, next_hop, with_spec_hash};
-use crate::Result;
-use crate::api::ContinuityDomain;
 use crate::api::domain::Webmail;
 use crate::standby::layout;
 use crate::standby::webmail::{Settings, config_php};
+use crate::validation::ValidatedDomain;
 
 /// Component label of the webmail and its objects.
 pub const COMPONENT: &str = "webmail";
@@ -36,37 +34,29 @@ pub const HTTP_PORT: u16 = 80;
 /// The annotation cert-manager's ingress-shim reads.
 pub const CLUSTER_ISSUER_ANNOTATION: &str = "cert-manager.io/cluster-issuer";
 
-/// Name of the Deployment, the Service and the Ingress (`<domain>-webmail`).
-pub fn name(domain: &ContinuityDomain) -> String {
-    format!("{}-webmail", domain.name_any())
-}
-
-/// Name of the webmail's ConfigMap.
-pub fn config_name(domain: &ContinuityDomain) -> String {
-    format!("{}-webmail-config", domain.name_any())
-}
-
 /// The Secret holding the webmail's certificate: the named one, or the one cert-manager
 /// issues into.
-pub fn tls_secret_name(domain: &ContinuityDomain, webmail: &Webmail) -> Option<String> {
-    webmail
-        .tls_secret_name
-        .clone()
-        .or_else(|| webmail.cluster_issuer.as_ref().map(|_| format!("{}-tls", name(domain))))
+pub fn tls_secret_name(domain: &ValidatedDomain<'_>, webmail: &Webmail) -> Option<String> {
+    webmail.tls_secret_name.clone().or_else(|| {
+        webmail
+            .cluster_issuer
+            .as_ref()
+            .map(|_| format!("{}-tls", domain.names.webmail))
+    })
 }
 
 /// The ConfigMap with Roundcube's settings.
-pub fn config_map(domain: &ContinuityDomain, env: &Environment) -> Result<ConfigMap> {
-    let mail_host = next_hop::standby_service_host(domain, &env.cluster_domain);
+pub fn config_map(domain: &ValidatedDomain<'_>) -> ConfigMap {
+    let mail_host = domain.standby_host();
     let php = config_php(&Settings {
         domain: &domain.spec.domain,
         mail_host: &mail_host,
     });
-    with_spec_hash(ConfigMap {
-        metadata: child_meta(domain, config_name(domain), COMPONENT)?,
+    ConfigMap {
+        metadata: child_meta(domain, &domain.names.webmail_config, COMPONENT),
         data: Some(BTreeMap::from([("continuity.php".to_owned(), php)])),
         ..ConfigMap::default()
-    })
+    }
 }
 
 fn http_probe(period: i32, failures: i32) -> Probe {
@@ -83,11 +73,11 @@ fn http_probe(period: i32, failures: i32) -> Probe {
 }
 
 /// The Roundcube Deployment.
-pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deployment> {
+pub fn deployment(domain: &ValidatedDomain<'_>) -> Deployment {
     let workload = &domain.spec.standby.webmail;
     let container = Container {
         name: "roundcube".into(),
-        image: Some(workload.image.clone().unwrap_or_else(|| env.images.webmail.clone())),
+        image: Some(domain.images.webmail.clone()),
         ports: Some(vec![container_port("http", layout::WEBMAIL_PORT)]),
         readiness_probe: Some(http_probe(10, 3)),
         liveness_probe: Some(http_probe(20, 6)),
@@ -106,7 +96,7 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
             Volume {
                 name: "config".into(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: config_name(domain),
+                    name: domain.names.webmail_config.clone(),
                     default_mode: Some(0o444),
                     ..ConfigMapVolumeSource::default()
                 }),
@@ -129,8 +119,8 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
         enable_service_links: Some(false),
         ..PodSpec::default()
     };
-    with_spec_hash(Deployment {
-        metadata: child_meta(domain, name(domain), COMPONENT)?,
+    Deployment {
+        metadata: child_meta(domain, &domain.names.webmail, COMPONENT),
         spec: Some(DeploymentSpec {
             replicas: Some(workload.replicas),
             selector: workload_selector(domain, COMPONENT),
@@ -138,22 +128,20 @@ pub fn deployment(domain: &ContinuityDomain, env: &Environment) -> Result<Deploy
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
-    })
+    }
 }
 
 /// The webmail Service.
-pub fn service(domain: &ContinuityDomain) -> Result<Service> {
+pub fn service(domain: &ValidatedDomain<'_>) -> Service {
     // Sessions live on one pod (see `standby.webmail.replicas`).
     let ports = vec![service_port("http", HTTP_PORT)];
-    cluster_service(domain, name(domain), COMPONENT, ports, Some("ClientIP"))
+    cluster_service(domain, &domain.names.webmail, COMPONENT, ports, Some("ClientIP"))
 }
 
 /// The Ingress for `spec.webmail.host`, if the domain has a webmail host.
-pub fn ingress(domain: &ContinuityDomain) -> Result<Option<Ingress>> {
-    let Some(webmail) = &domain.spec.webmail else {
-        return Ok(None);
-    };
-    let mut metadata = child_meta(domain, name(domain), COMPONENT)?;
+pub fn ingress(domain: &ValidatedDomain<'_>) -> Option<Ingress> {
+    let webmail = domain.spec.webmail.as_ref()?;
+    let mut metadata = child_meta(domain, &domain.names.webmail, COMPONENT);
     let mut annotations = webmail.annotations.clone();
     if let Some(issuer) = &webmail.cluster_issuer {
         annotations.insert(CLUSTER_ISSUER_ANNOTATION.to_owned(), issuer.clone());
@@ -161,7 +149,7 @@ pub fn ingress(domain: &ContinuityDomain) -> Result<Option<Ingress>> {
     metadata.annotations = (!annotations.is_empty()).then_some(annotations);
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
-            name: name(domain),
+            name: domain.names.webmail.clone(),
             port: Some(ServiceBackendPort {
                 name: Some("http".into()),
                 ..ServiceBackendPort::default()
@@ -169,7 +157,7 @@ pub fn ingress(domain: &ContinuityDomain) -> Result<Option<Ingress>> {
         }),
         ..IngressBackend::default()
     };
-    with_spec_hash(Ingress {
+    Some(Ingress {
         metadata,
         spec: Some(IngressSpec {
             ingress_class_name: webmail.ingress_class_name.clone(),
@@ -192,18 +180,17 @@ pub fn ingress(domain: &ContinuityDomain) -> Result<Option<Ingress>> {
         }),
         ..Ingress::default()
     })
-    .map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{environment, fixture, pod_security};
+    use crate::api::ContinuityDomain;
+    use crate::testing::{acting, fixture, pod_security, validated};
 
     #[test]
     fn the_webmail_meets_restricted_and_has_the_replicas_asked_for() {
-        let domain: ContinuityDomain = fixture("domain-full.yaml");
-        let deployment = deployment(&domain, &environment()).unwrap();
+        let deployment = deployment(&validated("domain-full.yaml"));
         let spec = deployment.spec.as_ref().unwrap();
         assert_eq!(spec.replicas, Some(2));
         let pod = spec.template.spec.as_ref().unwrap();
@@ -220,8 +207,7 @@ mod tests {
 
     #[test]
     fn the_config_points_roundcube_at_the_mail_service() {
-        let domain: ContinuityDomain = fixture("domain-full.yaml");
-        let config = config_map(&domain, &environment()).unwrap();
+        let config = config_map(&validated("domain-full.yaml"));
         let php = &config.data.unwrap()["continuity.php"];
         assert!(
             php.contains("'corp-standby-mail.tenant-b.svc.cluster.local:143'"),
@@ -232,7 +218,7 @@ mod tests {
     #[test]
     fn the_ingress_serves_the_host_with_tls_from_cert_manager_or_a_secret() {
         let domain: ContinuityDomain = fixture("domain-full.yaml");
-        let built = ingress(&domain).unwrap().expect("an Ingress");
+        let built = ingress(&acting(domain.clone())).expect("an Ingress");
         let annotations = built.metadata.annotations.clone().unwrap();
         assert_eq!(annotations[CLUSTER_ISSUER_ANNOTATION], "letsencrypt");
         let spec = built.spec.unwrap();
@@ -250,12 +236,12 @@ mod tests {
         let webmail = own_secret.spec.webmail.as_mut().unwrap();
         webmail.cluster_issuer = None;
         webmail.tls_secret_name = Some("wildcard-tls".into());
-        let built = ingress(&own_secret).unwrap().unwrap();
+        let built = ingress(&acting(own_secret)).unwrap();
         assert!(
             !built
                 .metadata
                 .annotations
-                .unwrap()
+                .unwrap_or_default()
                 .contains_key(CLUSTER_ISSUER_ANNOTATION)
         );
         assert_eq!(
@@ -263,7 +249,6 @@ mod tests {
             Some("wildcard-tls")
         );
 
-        let without_host: ContinuityDomain = fixture("domain-minimal.yaml");
-        assert!(ingress(&without_host).unwrap().is_none());
+        assert!(ingress(&validated("domain-minimal.yaml")).is_none());
     }
 }

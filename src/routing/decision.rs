@@ -165,7 +165,6 @@ mod tests {
             at: at(0),
             consecutive_failures: failures,
             consecutive_successes: successes,
-            notified: tokio::time::Instant::now(),
         }
     }
 

@@ -4,18 +4,16 @@
 
 use crate::api::ContinuityDomain;
 use crate::api::domain::RouteTarget;
-use crate::resources::next_hop;
+use crate::resources::next_hop::SMTP_PORT;
+use crate::validation::ValidatedDomain;
 
 /// The next hop for `target`, as the map lists it.
-pub fn next_hop(domain: &ContinuityDomain, target: RouteTarget, cluster_domain: &str) -> String {
+pub fn next_hop(domain: &ValidatedDomain<'_>, target: RouteTarget) -> String {
     let (host, port) = match target {
         RouteTarget::Primary => (domain.spec.primary.host.clone(), domain.spec.primary.port),
         RouteTarget::Standby => match &domain.spec.routing.standby_next_hop {
             Some(hop) => (hop.host.clone(), hop.port),
-            None => (
-                next_hop::standby_service_host(domain, cluster_domain),
-                next_hop::SMTP_PORT,
-            ),
+            None => (domain.standby_host(), SMTP_PORT),
         },
     };
     format!("smtp:[{host}]:{port}")
@@ -48,7 +46,7 @@ mod tests {
     use super::*;
     use crate::api::ContinuityDomainStatus;
     use crate::api::domain::{NextHop, RoutingStatus};
-    use crate::testing::fixture;
+    use crate::testing::{acting, fixture};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
@@ -59,7 +57,7 @@ mod tests {
             routing: Some(RoutingStatus {
                 target,
                 since: Time(Timestamp::UNIX_EPOCH),
-                next_hop: Some(next_hop(&domain, target, "cluster.local")),
+                next_hop: Some(next_hop(&acting(domain.clone()), target)),
             }),
             ..Default::default()
         });
@@ -84,7 +82,7 @@ mod tests {
             port: 2525,
         });
         assert_eq!(
-            next_hop(&external, RouteTarget::Standby, "cluster.local"),
+            next_hop(&acting(external), RouteTarget::Standby),
             "smtp:[2001:db8::25]:2525"
         );
     }

@@ -8,50 +8,66 @@ use crate::api::domain::{
     ContinuityDomainStatus, ContinuityEvents, DomainPhase, HealthCheck, PrimaryProbeStatus, RouteTarget, RoutingStatus,
     UsersStatus,
 };
-use crate::api::validation::{self, Violation};
-use crate::claims::ClaimOutcome;
 use crate::health::probe::Outcome;
 use crate::health::tracker::{Health, Visible};
 use crate::routing::decision::{Decision, Flip};
 use crate::status::standby::Readiness;
+use crate::validation::Idle;
+use crate::validation::claims::ClaimOutcome;
+use crate::validation::rules::{self, Violation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 /// How many addresses without an emergency password status names (it counts them all).
 pub const WITHOUT_PASSWORD_LISTED: usize = 50;
 
-/// What the controller found out about a domain in this reconcile.
+/// What a reconcile found and did, the input of [`compute`]: built once, after apply.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DomainFacts {
-    /// Spec rules broken (see [`validation::domain`]).
-    pub violations: Vec<Violation>,
+pub struct Report {
     /// Whether this resource owns its mail domain.
     pub claim: ClaimOutcome,
+    /// What this replica has seen of the primary.
+    pub health: Option<Health>,
+    pub course: Reported,
+}
+
+/// Whether the domain acted, and with what result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reported {
+    Idle(Idle),
+    Acted(Acted),
+}
+
+/// What a domain that acts applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Acted {
+    /// The route now in place; `None` when the API server refused the routing object, so the
+    /// route is the one status already shows.
+    pub route: Option<Route>,
     /// Number of covered addresses, when known.
     pub covered: Option<usize>,
     /// The covered addresses without an emergency password, in order.
     pub without_password: Vec<String>,
-    /// What this replica has seen of the primary.
-    pub health: Option<Health>,
-    /// Where mail goes; `None` while the domain may not act (routing is then left as it is).
-    pub decision: Option<Decision>,
-    /// Whether the standby is ready; `None` while the domain may not act.
-    pub standby: Option<Readiness>,
+    pub standby: Readiness,
     /// Why the API server refused a child this reconcile built, if it did.
-    pub rejected: Option<String>,
-    /// The next hop of the decided route, as the transport map lists it.
-    pub next_hop: Option<String>,
+    pub refused: Option<String>,
 }
 
-impl DomainFacts {
-    /// Whether the operator may provision and change things for this domain.
-    pub fn acts(&self, domain: &ContinuityDomain) -> bool {
-        !domain.spec.suspend && self.entitled()
-    }
+/// A route decided and applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub decision: Decision,
+    /// Its next hop, as the transport map lists it.
+    pub next_hop: String,
+}
 
-    /// Valid and owning its mail domain, suspended or not.
-    pub fn entitled(&self) -> bool {
-        self.violations.is_empty() && self.claim == ClaimOutcome::Accepted
+impl Report {
+    /// The route applied in this reconcile, if the domain acted and it was.
+    pub fn route(&self) -> Option<&Route> {
+        match &self.course {
+            Reported::Acted(acted) => acted.route.as_ref(),
+            Reported::Idle(_) => None,
+        }
     }
 }
 
@@ -59,16 +75,16 @@ impl DomainFacts {
 /// something a user would notice changes (the result, a run of results climbing towards a
 /// threshold) and otherwise at most every half `heartbeat`, so a stream of successful probes
 /// does not rewrite status every period.
-pub fn compute(
-    domain: &ContinuityDomain,
-    facts: &DomainFacts,
-    now: &Time,
-    heartbeat: Duration,
-) -> ContinuityDomainStatus {
+pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat: Duration) -> ContinuityDomainStatus {
     let previous = domain.status.clone().unwrap_or_default();
     let mail_domain = &domain.spec.domain;
+    let acted = match &report.course {
+        Reported::Acted(acted) => Some(acted),
+        Reported::Idle(_) => None,
+    };
+    let decision = report.route().map(|route| &route.decision);
 
-    let conflict = match &facts.claim {
+    let conflict = match &report.claim {
         ClaimOutcome::Accepted => Desired::new(
             types::CONFLICT,
             Status::False,
@@ -85,12 +101,12 @@ pub fn compute(
         ),
     };
     // A domain that does not act leaves its standby as it was, and so its condition.
-    let standby = match &facts.standby {
-        Some(readiness) => Desired::new(
+    let standby = match acted {
+        Some(acted) => Desired::new(
             types::STANDBY_READY,
-            readiness.ready.into(),
-            readiness.reason,
-            readiness.message.clone(),
+            acted.standby.ready.into(),
+            acted.standby.reason,
+            acted.standby.message.clone(),
         ),
         None => Desired::carried(&previous.conditions, types::STANDBY_READY).unwrap_or_else(|| {
             Desired::new(
@@ -101,8 +117,8 @@ pub fn compute(
             )
         }),
     };
-    let primary = primary_reachable(domain, facts.health.as_ref(), &previous);
-    let continuity = match &facts.decision {
+    let primary = primary_reachable(domain, report.health.as_ref(), &previous);
+    let continuity = match decision {
         Some(decision) => Desired::new(
             types::CONTINUITY_ACTIVE,
             (decision.target == RouteTarget::Standby).into(),
@@ -119,8 +135,8 @@ pub fn compute(
         }),
     };
 
-    let (phase, ready) = if domain.spec.suspend {
-        (
+    let (phase, ready) = match &report.course {
+        Reported::Idle(Idle::Suspended) => (
             DomainPhase::Suspended,
             Desired::new(
                 types::READY,
@@ -128,28 +144,19 @@ pub fn compute(
                 reasons::SUSPENDED,
                 "spec.suspend is set; the operator changes nothing for this domain",
             ),
-        )
-    } else if !facts.violations.is_empty() {
-        let reason = if facts
-            .violations
-            .iter()
-            .any(|v| matches!(v, Violation::DomainChanged { .. }))
-        {
-            reasons::DOMAIN_IMMUTABLE
-        } else {
-            reasons::INVALID_SPEC
-        };
-        (
-            DomainPhase::Error,
-            Desired::new(
-                types::READY,
-                Status::False,
-                reason,
-                validation::describe(&facts.violations),
-            ),
-        )
-    } else if let ClaimOutcome::Lost { winner } = &facts.claim {
-        (
+        ),
+        Reported::Idle(Idle::Invalid(violations)) => {
+            let reason = if violations.iter().any(|v| matches!(v, Violation::DomainChanged { .. })) {
+                reasons::DOMAIN_IMMUTABLE
+            } else {
+                reasons::INVALID_SPEC
+            };
+            (
+                DomainPhase::Error,
+                Desired::new(types::READY, Status::False, reason, rules::describe(violations)),
+            )
+        }
+        Reported::Idle(Idle::ClaimLost { winner }) => (
             DomainPhase::Error,
             Desired::new(
                 types::READY,
@@ -157,14 +164,14 @@ pub fn compute(
                 reasons::DOMAIN_CLAIMED_ELSEWHERE,
                 format!("{mail_domain} is served by ContinuityDomain {winner}"),
             ),
-        )
-    } else if let Some(rejection) = &facts.rejected {
-        (
+        ),
+        Reported::Acted(Acted {
+            refused: Some(refusal), ..
+        }) => (
             DomainPhase::Degraded,
-            Desired::new(types::READY, Status::False, reasons::CHILD_REJECTED, rejection.clone()),
-        )
-    } else {
-        serving(facts)
+            Desired::new(types::READY, Status::False, reasons::CHILD_REJECTED, refusal.clone()),
+        ),
+        Reported::Acted(acted) => serving(acted),
     };
 
     let generation = domain.metadata.generation;
@@ -177,12 +184,26 @@ pub fn compute(
 
     // The claim is recorded once the domain acts, and kept while an edit of spec.domain is
     // refused, so that the edit cannot silently move the service to another domain.
-    let claimed_domain = if facts.acts(domain) {
-        Some(mail_domain.clone())
-    } else if facts.claim == ClaimOutcome::Accepted {
-        previous.claimed_domain.clone()
-    } else {
-        None
+    let claimed_domain = match (acted, &report.claim) {
+        (Some(_), _) => Some(mail_domain.clone()),
+        (None, ClaimOutcome::Accepted) => previous.claimed_domain.clone(),
+        (None, ClaimOutcome::Lost { .. }) => None,
+    };
+    let users = match &report.course {
+        // Suspended: the operator changes nothing, so it reports the coverage it left.
+        Reported::Idle(Idle::Suspended) => previous.users.clone(),
+        // A domain that may not act covers nobody.
+        Reported::Idle(_) => Some(UsersStatus::default()),
+        Reported::Acted(acted) => acted.covered.map(|n| UsersStatus {
+            covered: u32::try_from(n).unwrap_or(u32::MAX),
+            without_emergency_password: u32::try_from(acted.without_password.len()).unwrap_or(u32::MAX),
+            without_emergency_password_addresses: acted
+                .without_password
+                .iter()
+                .take(WITHOUT_PASSWORD_LISTED)
+                .cloned()
+                .collect(),
+        }),
     };
 
     ContinuityDomainStatus {
@@ -190,44 +211,34 @@ pub fn compute(
         conditions,
         phase: Some(phase),
         claimed_domain,
-        primary: probe_status(domain, previous.primary.as_ref(), facts.health.as_ref(), now, heartbeat),
-        routing: match &facts.decision {
-            Some(decision) => Some(RoutingStatus {
-                target: decision.target,
-                since: Time(whole_seconds(decision.since)),
-                next_hop: facts.next_hop.clone(),
+        primary: probe_status(
+            domain,
+            previous.primary.as_ref(),
+            report.health.as_ref(),
+            now,
+            heartbeat,
+        ),
+        routing: match report.route() {
+            Some(route) => Some(RoutingStatus {
+                target: route.decision.target,
+                since: Time(whole_seconds(route.decision.since)),
+                next_hop: Some(route.next_hop.clone()),
             }),
             None => previous.routing.clone(),
         },
-        continuity: continuity_events(previous.continuity.as_ref(), facts.decision.as_ref(), now),
-        // Suspended: the operator changes nothing, so it reports the coverage it left.
-        users: if domain.spec.suspend {
-            previous.users.clone()
-        } else {
-            facts.covered.map(|n| UsersStatus {
-                covered: u32::try_from(n).unwrap_or(u32::MAX),
-                without_emergency_password: u32::try_from(facts.without_password.len()).unwrap_or(u32::MAX),
-                without_emergency_password_addresses: facts
-                    .without_password
-                    .iter()
-                    .take(WITHOUT_PASSWORD_LISTED)
-                    .cloned()
-                    .collect(),
-            })
-        },
+        continuity: continuity_events(previous.continuity.as_ref(), decision, now),
+        users,
         messages: previous.messages.clone(),
     }
 }
 
 /// Phase and `Ready` of a domain that acts: armed (or serving from the standby) once the
 /// standby is ready and the covered users are known.
-fn serving(facts: &DomainFacts) -> (DomainPhase, Desired) {
-    let covered = facts.covered.unwrap_or(0);
-    let to_standby = facts
-        .decision
-        .as_ref()
-        .is_some_and(|d| d.target == RouteTarget::Standby);
-    let failing_back = facts.decision.as_ref().is_some_and(|d| d.flip == Some(Flip::ToPrimary));
+fn serving(acted: &Acted) -> (DomainPhase, Desired) {
+    let covered = acted.covered.unwrap_or(0);
+    let decision = acted.route.as_ref().map(|route| &route.decision);
+    let to_standby = decision.is_some_and(|d| d.target == RouteTarget::Standby);
+    let failing_back = decision.is_some_and(|d| d.flip == Some(Flip::ToPrimary));
     let phase = if to_standby {
         DomainPhase::Active
     } else if failing_back {
@@ -237,50 +248,48 @@ fn serving(facts: &DomainFacts) -> (DomainPhase, Desired) {
     };
     let ready = |reason, message: String| Desired::new(types::READY, Status::True, reason, message);
     let not_ready = |reason, message: String| Desired::new(types::READY, Status::False, reason, message);
-    match &facts.standby {
-        None => (
-            phase,
-            not_ready(
-                reasons::STANDBY_NOT_PROVISIONED,
-                "the standby mail stack is not provisioned, so continuity cannot serve users yet".into(),
-            ),
-        ),
+    let standby = &acted.standby;
+    if acted.covered.is_none() {
         // Without its user list the mail pod has no configuration to start with.
-        Some(_) if facts.covered.is_none() => (
+        (
             phase,
             not_ready(
                 reasons::DIRECTORY_NOT_READ,
                 "the directory listing the domain's users has not been read yet".into(),
             ),
-        ),
-        Some(standby) if !standby.ready && to_standby => (
+        )
+    } else if !standby.ready && to_standby {
+        (
             phase,
             not_ready(
                 reasons::STANDBY_NOT_READY,
                 format!("mail goes to the standby, which is not ready: {}", standby.message),
             ),
-        ),
-        Some(standby) if !standby.ready => (
+        )
+    } else if !standby.ready {
+        (
             phase,
             not_ready(
                 reasons::STANDBY_NOT_READY,
                 format!("the standby cannot take over yet: {}", standby.message),
             ),
-        ),
-        Some(_) if to_standby => (
+        )
+    } else if to_standby {
+        (
             phase,
             ready(
                 reasons::SERVING_FROM_STANDBY,
                 format!("mail goes to the standby, which serves {covered} covered users"),
             ),
-        ),
-        Some(_) => (
+        )
+    } else {
+        (
             if failing_back { phase } else { DomainPhase::Armed },
             ready(
                 reasons::ARMED,
                 format!("mail goes to the primary; the standby is ready to take over for {covered} covered users"),
             ),
-        ),
+        )
     }
 }
 
@@ -397,10 +406,12 @@ mod tests {
     use super::*;
     use crate::api::conditions::find;
     use crate::api::domain::ProbeFailureClass;
-    use crate::claims::Claim;
-    use crate::health::probe::Report;
+    use crate::health::probe::Report as ProbeReport;
     use crate::routing::decision::decide;
+    use crate::status::standby::{Expected, Observed, judge};
     use crate::testing::fixture;
+    use crate::validation::claims::Claim;
+    use crate::validation::rules::violations;
 
     const HEARTBEAT: Duration = Duration::from_secs(60);
 
@@ -408,17 +419,58 @@ mod tests {
         Time(Timestamp::from_second(second).unwrap())
     }
 
-    fn accepted(covered: Option<usize>) -> DomainFacts {
-        DomainFacts {
-            violations: vec![],
+    /// The standby as judged before anything of it exists.
+    fn not_provisioned() -> Readiness {
+        judge(
+            &Observed::default(),
+            &Expected {
+                mail: "0",
+                webmail: "0",
+                ingress: None,
+            },
+        )
+    }
+
+    fn ready_standby() -> Readiness {
+        Readiness {
+            ready: true,
+            reason: reasons::PROVISIONED,
+            message: "the mail pod is ready".into(),
+        }
+    }
+
+    /// What a domain that owns its claim and acted reports.
+    fn acted(
+        domain: &ContinuityDomain,
+        covered: Option<usize>,
+        standby: Readiness,
+        health: Option<Health>,
+        now: i64,
+    ) -> Report {
+        let routing = domain.status.as_ref().and_then(|s| s.routing.clone());
+        let decision = decide(&domain.spec, routing.as_ref(), health.as_ref(), at(now).0);
+        Report {
             claim: ClaimOutcome::Accepted,
-            covered,
-            without_password: vec![],
+            health,
+            course: Reported::Acted(Acted {
+                route: Some(Route {
+                    decision,
+                    next_hop: "smtp:[mx.example.com]:25".into(),
+                }),
+                covered,
+                without_password: vec![],
+                standby,
+                refused: None,
+            }),
+        }
+    }
+
+    /// What a domain that owns its claim and may not act reports.
+    fn idle(idle: Idle) -> Report {
+        Report {
+            claim: ClaimOutcome::Accepted,
             health: None,
-            decision: None,
-            standby: None,
-            rejected: None,
-            next_hop: None,
+            course: Reported::Idle(idle),
         }
     }
 
@@ -429,7 +481,7 @@ mod tests {
 
     fn health(outcome: Outcome, failures: u32, successes: u32, second: i64) -> Health {
         Health {
-            last: Report {
+            last: ProbeReport {
                 outcome,
                 latency: Duration::from_millis(4),
                 detail: "220 mx ESMTP".into(),
@@ -437,30 +489,26 @@ mod tests {
             at: at(second).0,
             consecutive_failures: failures,
             consecutive_successes: successes,
-            notified: tokio::time::Instant::now(),
         }
     }
 
-    /// Facts for an acting domain probed as `health`, with the decision the state machine takes.
-    fn probed(domain: &ContinuityDomain, health: Health, now: i64) -> DomainFacts {
-        let routing = domain.status.as_ref().and_then(|s| s.routing.clone());
-        let decision = decide(&domain.spec, routing.as_ref(), Some(&health), at(now).0);
-        DomainFacts {
-            health: Some(health),
-            decision: Some(decision),
-            ..accepted(Some(1))
-        }
+    /// A domain with a ready standby, probed as `health`, with the decision the state
+    /// machine takes.
+    fn probed(domain: &ContinuityDomain, health: Health, now: i64) -> Report {
+        acted(domain, Some(1), ready_standby(), Some(health), now)
     }
 
     #[test]
     fn a_new_domain_is_not_ready_while_nothing_is_provisioned() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let status = compute(&domain, &accepted(Some(2)), &at(1000), HEARTBEAT);
-        assert_eq!(status.phase, Some(DomainPhase::Provisioning));
-        assert_eq!(
-            condition(&status, types::READY),
-            ("False", reasons::STANDBY_NOT_PROVISIONED)
+        let status = compute(
+            &domain,
+            &acted(&domain, Some(2), not_provisioned(), None, 1000),
+            &at(1000),
+            HEARTBEAT,
         );
+        assert_eq!(status.phase, Some(DomainPhase::Provisioning));
+        assert_eq!(condition(&status, types::READY), ("False", reasons::STANDBY_NOT_READY));
         assert_eq!(
             condition(&status, types::STANDBY_READY),
             ("False", reasons::STANDBY_NOT_PROVISIONED)
@@ -590,9 +638,10 @@ mod tests {
         );
         assert_eq!(
             settled.phase,
-            Some(DomainPhase::Provisioning),
-            "failback completes once routing is back"
+            Some(DomainPhase::Armed),
+            "failback completes once routing is back, the standby ready again"
         );
+        assert_eq!(condition(&settled, types::READY), ("True", reasons::ARMED));
     }
 
     #[test]
@@ -606,12 +655,8 @@ mod tests {
             HEARTBEAT,
         ));
         // The new leader has no health yet: the decision keeps the route, the conditions stay.
-        let routing = domain.status.as_ref().and_then(|s| s.routing.clone());
-        let facts = DomainFacts {
-            decision: Some(decide(&domain.spec, routing.as_ref(), None, at(500).0)),
-            ..accepted(Some(1))
-        };
-        let restarted = compute(&domain, &facts, &at(500), HEARTBEAT);
+        let report = acted(&domain, Some(1), ready_standby(), None, 500);
+        let restarted = compute(&domain, &report, &at(500), HEARTBEAT);
         assert_eq!(restarted.routing.as_ref().map(|r| r.target), Some(RouteTarget::Standby));
         assert_eq!(condition(&restarted, types::PRIMARY_REACHABLE), ("False", "Refused"));
         assert_eq!(restarted.primary, domain.status.as_ref().unwrap().primary);
@@ -620,18 +665,16 @@ mod tests {
     #[test]
     fn a_later_claimant_is_in_conflict_and_does_not_act() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let facts = DomainFacts {
-            claim: ClaimOutcome::Lost {
-                winner: Claim {
-                    namespace: "tenant-z".into(),
-                    name: "first".into(),
-                    created: None,
-                },
-            },
-            ..accepted(Some(1))
+        let winner = Claim {
+            namespace: "tenant-z".into(),
+            name: "first".into(),
+            created: None,
         };
-        assert!(!facts.acts(&domain));
-        let status = compute(&domain, &facts, &at(1), HEARTBEAT);
+        let report = Report {
+            claim: ClaimOutcome::Lost { winner: winner.clone() },
+            ..idle(Idle::ClaimLost { winner })
+        };
+        let status = compute(&domain, &report, &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Error));
         assert_eq!(
             condition(&status, types::CONFLICT),
@@ -654,16 +697,7 @@ mod tests {
     #[test]
     fn an_invalid_spec_says_why_and_a_changed_domain_keeps_its_claim() {
         let mut domain: ContinuityDomain = fixture("domain-timeout-over-period.yaml");
-        let violations = validation::domain(&domain);
-        let status = compute(
-            &domain,
-            &DomainFacts {
-                violations,
-                ..accepted(None)
-            },
-            &at(1),
-            HEARTBEAT,
-        );
+        let status = compute(&domain, &idle(Idle::Invalid(violations(&domain))), &at(1), HEARTBEAT);
         assert_eq!(condition(&status, types::READY), ("False", reasons::INVALID_SPEC));
         assert_eq!(status.phase, Some(DomainPhase::Error));
         assert!(
@@ -678,16 +712,7 @@ mod tests {
             claimed_domain: Some("example.org".into()),
             ..Default::default()
         });
-        let violations = validation::domain(&domain);
-        let status = compute(
-            &domain,
-            &DomainFacts {
-                violations,
-                ..accepted(None)
-            },
-            &at(1),
-            HEARTBEAT,
-        );
+        let status = compute(&domain, &idle(Idle::Invalid(violations(&domain))), &at(1), HEARTBEAT);
         assert_eq!(condition(&status, types::READY), ("False", reasons::DOMAIN_IMMUTABLE));
         assert_eq!(status.claimed_domain.as_deref(), Some("example.org"));
     }
@@ -695,11 +720,11 @@ mod tests {
     #[test]
     fn a_refused_child_degrades_the_domain_with_the_reason() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let facts = DomainFacts {
-            rejected: Some("Endpoints \"x\" is invalid".into()),
-            ..accepted(Some(1))
-        };
-        let status = compute(&domain, &facts, &at(1), HEARTBEAT);
+        let mut report = acted(&domain, Some(1), ready_standby(), None, 1);
+        if let Reported::Acted(acted) = &mut report.course {
+            acted.refused = Some("Endpoints \"x\" is invalid".into());
+        }
+        let status = compute(&domain, &report, &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Degraded));
         assert_eq!(condition(&status, types::READY), ("False", reasons::CHILD_REJECTED));
     }
@@ -707,22 +732,13 @@ mod tests {
     #[test]
     fn armed_only_with_a_ready_standby_and_known_users() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let ready = Readiness {
-            ready: true,
-            reason: reasons::PROVISIONED,
-            message: "the mail pod is ready".into(),
-        };
-        let facts = |covered, standby: Option<Readiness>| DomainFacts {
-            standby,
-            decision: Some(decide(&domain.spec, None, None, at(1).0)),
-            ..accepted(covered)
-        };
-        let armed = compute(&domain, &facts(Some(3), Some(ready.clone())), &at(1), HEARTBEAT);
+        let facts = |covered, standby: Readiness| acted(&domain, covered, standby, None, 1);
+        let armed = compute(&domain, &facts(Some(3), ready_standby()), &at(1), HEARTBEAT);
         assert_eq!(armed.phase, Some(DomainPhase::Armed));
         assert_eq!(condition(&armed, types::READY), ("True", reasons::ARMED));
         assert_eq!(condition(&armed, types::STANDBY_READY), ("True", reasons::PROVISIONED));
 
-        let unread = compute(&domain, &facts(None, Some(ready)), &at(1), HEARTBEAT);
+        let unread = compute(&domain, &facts(None, ready_standby()), &at(1), HEARTBEAT);
         assert_eq!(unread.phase, Some(DomainPhase::Provisioning));
         assert_eq!(condition(&unread, types::READY), ("False", reasons::DIRECTORY_NOT_READ));
 
@@ -731,7 +747,7 @@ mod tests {
             reason: reasons::MAIL_POD_NOT_READY,
             message: "StatefulSet x: the mail pod (Postfix, Dovecot) is not ready".into(),
         };
-        let waiting = compute(&domain, &facts(Some(3), Some(starting)), &at(1), HEARTBEAT);
+        let waiting = compute(&domain, &facts(Some(3), starting), &at(1), HEARTBEAT);
         assert_eq!(waiting.phase, Some(DomainPhase::Provisioning));
         assert_eq!(condition(&waiting, types::READY), ("False", reasons::STANDBY_NOT_READY));
         assert_eq!(
@@ -744,7 +760,6 @@ mod tests {
     fn a_suspended_domain_says_so() {
         let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
         domain.spec.suspend = true;
-        assert!(!accepted(None).acts(&domain));
         domain.status = Some(ContinuityDomainStatus {
             users: Some(UsersStatus {
                 covered: 7,
@@ -752,7 +767,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        let status = compute(&domain, &accepted(Some(0)), &at(1), HEARTBEAT);
+        let status = compute(&domain, &idle(Idle::Suspended), &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Suspended));
         assert_eq!(condition(&status, types::READY), ("False", reasons::SUSPENDED));
         assert_eq!(

@@ -10,6 +10,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::Error;
+use crate::routing::decision::Flip;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -179,7 +180,11 @@ impl Metrics {
 
     /// Records a routing flip to `to` (`standby` or `primary`); `ended` is the length of the
     /// continuity period a flip back to the primary closes.
-    pub fn flipped(&self, to: &'static str, ended: Option<Duration>) {
+    pub fn flipped(&self, flip: Flip, ended: Option<Duration>) {
+        let to = match flip {
+            Flip::ToStandby => "standby",
+            Flip::ToPrimary => "primary",
+        };
         self.flips.get_or_create(&FlipLabels { to }).inc();
         if let Some(ended) = ended {
             self.continuity_seconds.inc_by(ended.as_secs_f64());
@@ -212,7 +217,7 @@ mod tests {
         metrics.api_write("ConfigMap", Write::Apply);
         metrics.set_leader(true);
         metrics.probed("Refused", Duration::from_millis(1));
-        metrics.flipped("primary", Some(Duration::from_secs(90)));
+        metrics.flipped(Flip::ToPrimary, Some(Duration::from_secs(90)));
         let text = metrics.encode();
         for expected in [
             r#"continuity_reconciliations_total{kind="ContinuityDomain"} 1"#,

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use continuity_operator::api::domain::ProbeFailureClass;
-use continuity_operator::health::probe::{self, Outcome, Target, verifying_tls};
+use continuity_operator::health::probe::{self, Outcome, Target};
 use continuity_operator::health::scheduler::{Prober, Registration};
 use continuity_operator::telemetry::Metrics;
+use continuity_operator::tls;
 
 use crate::common::{probe_registration, wait_for};
 use crate::peers::{Behavior, Peer, PrivateCa};
@@ -95,8 +96,8 @@ async fn every_fault_is_classified() {
 #[tokio::test]
 async fn the_certificate_check_fails_on_every_tls_problem_and_passes_a_trusted_certificate() {
     let ca = PrivateCa::new();
-    let public_roots = verifying_tls(None).expect("TLS client");
-    let with_ca = verifying_tls(Some(&ca.ca_pem)).expect("TLS client with the private CA");
+    let public_roots = tls::verifying(None).expect("TLS client");
+    let with_ca = tls::verifying(Some(&ca.ca_pem)).expect("TLS client with the private CA");
 
     let (outcome, detail, _) = outcome_of(Behavior::BrokenTls, Some(with_ca.clone())).await;
     assert_eq!(outcome, Outcome::Failed(ProbeFailureClass::TlsFailure), "{detail}");

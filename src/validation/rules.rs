@@ -14,7 +14,8 @@ use kube::CustomResourceExt;
 use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde::Serialize;
 
-use super::ContinuityDomain;
+use crate::api::ContinuityDomain;
+use crate::host::Host;
 
 /// Why a spec cannot be acted on; the message a user reads in the condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,21 +75,16 @@ fn cel_violations<K: Serialize>(rules: &CompiledSchema, object: &K) -> Vec<Viola
     }
 }
 
-/// Everything wrong with a ContinuityDomain's spec that the API server may have let through.
-pub fn domain(domain: &ContinuityDomain) -> Vec<Violation> {
+/// The primary's host, parsed, when nothing is wrong with the spec; otherwise everything
+/// wrong with it that the API server may have let through.
+pub fn check(domain: &ContinuityDomain) -> Result<Host, Vec<Violation>> {
     let mut violations = cel_violations(&DOMAIN_RULES, domain);
-    let host = &domain.spec.primary.host;
-    match host.parse::<IpAddr>() {
-        Err(_) if looks_like_ip(host) => violations.push(Violation::Rule(format!(
-            "spec.primary.host: {host:?} is neither a DNS name nor a valid IP address"
-        ))),
-        Ok(ip) if !routable(ip) => violations.push(Violation::Rule(format!(
-            "spec.primary.host: {ip} is a loopback, link-local, unspecified or multicast address, which Kubernetes Services cannot route to; use the primary's routable address or a DNS name"
-        ))),
-        _ => {}
+    let primary = primary_host(&domain.spec.primary.host);
+    if let Err(violation) = &primary {
+        violations.push(violation.clone());
     }
     if let Some(bundle) = &domain.spec.primary.ca_bundle
-        && let Err(error) = crate::health::probe::verifying_tls(Some(bundle))
+        && let Err(error) = crate::tls::verifying(Some(bundle))
     {
         violations.push(Violation::Rule(format!("spec.primary.caBundle: {error}")));
     }
@@ -100,7 +96,30 @@ pub fn domain(domain: &ContinuityDomain) -> Vec<Violation> {
             requested: domain.spec.domain.clone(),
         });
     }
-    violations
+    match primary {
+        Ok(host) if violations.is_empty() => Ok(host),
+        _ => Err(violations),
+    }
+}
+
+/// Everything wrong with a ContinuityDomain's spec (see [`check`]).
+pub fn violations(domain: &ContinuityDomain) -> Vec<Violation> {
+    check(domain).err().unwrap_or_default()
+}
+
+/// `spec.primary.host` parsed: an IP address Services can route to, or a DNS name (whose
+/// shape the schema checks).
+fn primary_host(host: &str) -> Result<Host, Violation> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) if routable(ip) => Ok(Host::Ip(ip)),
+        Ok(ip) => Err(Violation::Rule(format!(
+            "spec.primary.host: {ip} is a loopback, link-local, unspecified or multicast address, which Kubernetes Services cannot route to; use the primary's routable address or a DNS name"
+        ))),
+        Err(_) if looks_like_ip(host) => Err(Violation::Rule(format!(
+            "spec.primary.host: {host:?} is neither a DNS name nor a valid IP address"
+        ))),
+        Err(_) => Ok(Host::Name(host.to_owned())),
+    }
 }
 
 /// Whether a Service's Endpoints may hold `ip` (the API server refuses the others).
@@ -122,6 +141,7 @@ mod tests {
     use super::*;
     use crate::api::domain::ContinuityDomainStatus;
     use crate::testing::fixture;
+    use std::net::Ipv4Addr;
 
     fn messages(violations: &[Violation]) -> String {
         describe(violations)
@@ -131,7 +151,7 @@ mod tests {
     fn valid_fixtures_have_no_violations() {
         for name in ["domain-minimal.yaml", "domain-full.yaml", "domain-static.yaml"] {
             let d: ContinuityDomain = fixture(name);
-            assert_eq!(domain(&d), vec![], "{name}");
+            assert_eq!(violations(&d), vec![], "{name}");
         }
     }
 
@@ -153,7 +173,7 @@ mod tests {
         ];
         for (name, expected) in cases {
             let d: ContinuityDomain = fixture(name);
-            let found = messages(&domain(&d));
+            let found = messages(&violations(&d));
             assert!(found.contains(expected), "{name}: expected {expected:?} in {found:?}");
         }
     }
@@ -201,12 +221,16 @@ mod tests {
         let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
         for good in ["192.0.2.10", "2001:db8::25", "mx1.example.com"] {
             d.spec.primary.host = good.into();
-            assert_eq!(domain(&d), vec![], "{good}");
+            assert_eq!(violations(&d), vec![], "{good}");
         }
+        d.spec.primary.host = "192.0.2.10".into();
+        assert_eq!(check(&d), Ok(Host::Ip(Ipv4Addr::new(192, 0, 2, 10).into())));
+        d.spec.primary.host = "mx1.example.com".into();
+        assert_eq!(check(&d), Ok(Host::Name("mx1.example.com".into())));
         for bad in ["999.1.2.3", "1.2.3", "2001:db8:::1"] {
             d.spec.primary.host = bad.into();
             assert!(
-                messages(&domain(&d)).contains("neither a DNS name nor a valid IP"),
+                messages(&violations(&d)).contains("neither a DNS name nor a valid IP"),
                 "{bad}"
             );
         }
@@ -217,9 +241,9 @@ mod tests {
         let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
         d.spec.primary.ca_bundle = Some("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".into());
         assert!(
-            messages(&domain(&d)).contains("spec.primary.caBundle"),
+            messages(&violations(&d)).contains("spec.primary.caBundle"),
             "{}",
-            messages(&domain(&d))
+            messages(&violations(&d))
         );
     }
 
@@ -230,17 +254,17 @@ mod tests {
             claimed_domain: Some("example.org".into()),
             ..Default::default()
         });
-        let violations = domain(&d);
+        let found = violations(&d);
         assert_eq!(
-            violations,
+            found,
             vec![Violation::DomainChanged {
                 claimed: "example.org".into(),
                 requested: d.spec.domain.clone()
             }]
         );
-        assert!(messages(&violations).contains("spec.domain is immutable"));
+        assert!(messages(&found).contains("spec.domain is immutable"));
 
         d.status.as_mut().unwrap().claimed_domain = Some(d.spec.domain.clone());
-        assert_eq!(domain(&d), vec![]);
+        assert_eq!(violations(&d), vec![]);
     }
 }

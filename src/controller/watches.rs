@@ -1,0 +1,58 @@
+//! The watches that feed the caches: scoped to the operator's namespace or not, kept without
+//! managedFields, retried with client-go's backoff; the operator's children selected by label.
+
+use std::fmt::Debug;
+
+use futures::Stream;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// `K` in `namespace`, or in every namespace.
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A watch whose objects are kept without managedFields (a large share of each object that the
+/// operator never reads), retried with client-go's backoff.
+pub fn lean_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, config)
+        .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear())
+}
+
+/// A watch of the operator's children of kind `K` in scope (selected by label), feeding a
+/// cache; the stream yields the objects touched, for `.owns()`.
+pub fn children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + use<K>)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = lean_watch(scoped::<K>(client, namespace), config.clone())
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}

@@ -19,12 +19,23 @@ import helm_sdkpy
 SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 
 
+def reason(error):
+    # helm-sdkpy passes a finding's error through Go's JSON encoding: plain errors arrive as
+    # their text, wrapped ones as {} (their text is not exported). Keep what arrives.
+    if isinstance(error, str) and error:
+        return error
+    return "(reason not reported by helm-sdkpy)"
+
+
 async def lint(args):
-    # helm-sdkpy serialises each finding's error as {}, so only severity and path survive.
     result = await helm_sdkpy.Lint(helm_sdkpy.Configuration()).run(args.chart)
     messages = result.get("Messages") or []
     findings = [
-        {"severity": SEVERITY.get(m.get("Severity"), "UNKNOWN"), "path": m.get("Path")}
+        {
+            "severity": SEVERITY.get(m.get("Severity"), "UNKNOWN"),
+            "path": m.get("Path"),
+            "reason": reason(m.get("Err")),
+        }
         for m in messages
     ]
     failed = bool(result.get("Errors")) or any(m.get("Severity", 0) >= 2 for m in messages)

@@ -2,7 +2,7 @@
 //! its RBAC is enough for the operator and no more, and its pods meet the Pod Security
 //! Standard "restricted".
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
@@ -17,6 +17,7 @@ use kube::config::Kubeconfig;
 use kube::{Api, Client};
 
 use crate::common::*;
+use crate::pod_security;
 
 /// The Python with helm-sdkpy: hack/test.sh passes it; otherwise the venv is made once.
 fn helm_python() -> &'static PathBuf {
@@ -124,11 +125,65 @@ async fn may(
     answer.status.is_some_and(|s| s.allowed)
 }
 
+/// `helm lint`'s findings: (severity, path, reason).
+fn lint(chart: &str) -> (bool, Vec<(String, String, String)>) {
+    let (ok, output) = helm(&["lint", chart]);
+    let report: serde_json::Value = serde_json::from_str(output.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("hack/helm.py lint printed no JSON ({e}): {output}"));
+    let findings = report["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings list: {output}"))
+        .iter()
+        .map(|f| {
+            let field = |name: &str| f[name].as_str().unwrap_or_default().to_owned();
+            (field("severity"), field("path"), field("reason"))
+        })
+        .collect();
+    (ok, findings)
+}
+
+/// Copies the directory `from` to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating a directory");
+    for entry in std::fs::read_dir(from).expect("reading a directory").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copying a file");
+        }
+    }
+}
+
 #[test]
 fn the_chart_lints() {
-    let (ok, output) = helm(&["lint", &chart()]);
-    assert!(ok, "helm lint found problems: {output}");
-    assert!(output.contains("findings"), "{output}");
+    let (ok, findings) = lint(&chart());
+    let serious: Vec<_> = findings.iter().filter(|(severity, _, _)| severity != "INFO").collect();
+    assert!(ok && serious.is_empty(), "helm lint: {serious:?}");
+
+    // The same check on a broken copy fails, and says why.
+    let broken = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("broken-chart"));
+    copy_dir(Path::new(&chart()), &broken);
+    let manifest = std::fs::read_to_string(broken.join("Chart.yaml")).expect("Chart.yaml");
+    let manifest: String = manifest
+        .lines()
+        .map(|line| {
+            if line.starts_with("version:") {
+                "version: not-semver\n".to_owned()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(broken.join("Chart.yaml"), manifest).expect("breaking Chart.yaml");
+    let (ok, findings) = lint(&broken.display().to_string());
+    assert!(!ok, "a chart with an invalid version lints: {findings:?}");
+    assert!(
+        findings
+            .iter()
+            .any(|(severity, _, reason)| severity == "ERROR" && reason.contains("not-semver")),
+        "{findings:?}"
+    );
 }
 
 #[tokio::test]
@@ -167,10 +222,16 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
             .and_then(|r| r.requests.as_ref())
             .is_some_and(|r| r.contains_key("memory"))
     );
-    assert_restricted(&pod);
+    let broken = pod_security::restricted(&pod);
+    assert!(
+        broken.is_empty(),
+        "the operator pod breaks Pod Security \"restricted\": {broken:?}"
+    );
 
     // Least privilege: the reconciled namespace only, Leases in the release namespace only;
-    // ContinuityDomains readable everywhere for the claims check; nothing deleted, ever.
+    // ContinuityDomains readable everywhere for the claims check; deleted only what a spec
+    // may stop asking for (the Ingress, and the Service and Endpoints fronting a primary
+    // given by address), in the reconciled namespace.
     let (in_tenant, in_release) = (Some(tenant.as_str()), Some(release_ns.as_str()));
     let expectations = [
         (true, "patch", "", "configmaps", in_tenant),
@@ -209,6 +270,18 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
         (true, "patch", "", "endpoints", in_tenant),
         (false, "patch", "", "services", Some("default")),
         (true, "create", "", "configmaps", in_release),
+        (true, "delete", "", "services", in_tenant),
+        (true, "delete", "", "endpoints", in_tenant),
+        (true, "delete", "networking.k8s.io", "ingresses", in_tenant),
+        (false, "delete", "", "services", Some("default")),
+        (false, "delete", "networking.k8s.io", "ingresses", Some("default")),
+        (false, "delete", "", "configmaps", in_tenant),
+        (false, "delete", "", "configmaps", in_release),
+        (false, "delete", "apps", "deployments", in_tenant),
+        (false, "delete", "networking.k8s.io", "networkpolicies", in_tenant),
+        (false, "delete", "continuity.mailops.io", "continuitydomains", in_tenant),
+        (false, "delete", "continuity.mailops.io", "continuityusers", in_tenant),
+        (false, "delete", "coordination.k8s.io", "leases", in_release),
     ];
     check_access(&client, account, &expectations).await;
 
@@ -356,30 +429,6 @@ async fn check_access(client: &Client, account: (&str, &str), expectations: &[(b
 
 fn probe_path(probe: Option<&k8s_openapi::api::core::v1::Probe>) -> Option<&str> {
     probe?.http_get.as_ref()?.path.as_deref()
-}
-
-/// The Pod Security Standard "restricted", as far as the pod spec decides it.
-fn assert_restricted(pod: &k8s_openapi::api::core::v1::PodSpec) {
-    let pod_context = pod.security_context.clone().unwrap_or_default();
-    assert_eq!(pod_context.run_as_non_root, Some(true));
-    assert_eq!(
-        pod_context.seccomp_profile.map(|p| p.type_),
-        Some("RuntimeDefault".into())
-    );
-    assert!(pod.host_network != Some(true) && pod.host_pid != Some(true) && pod.host_ipc != Some(true));
-    for container in &pod.containers {
-        let context = container.security_context.clone().expect("a container securityContext");
-        assert_eq!(context.allow_privilege_escalation, Some(false), "{}", container.name);
-        assert_ne!(context.privileged, Some(true));
-        let drop = context.capabilities.and_then(|c| c.drop).unwrap_or_default();
-        assert!(
-            drop.iter().any(|c| c == "ALL"),
-            "{} drops ALL capabilities",
-            container.name
-        );
-        assert!(context.run_as_non_root == Some(true) || pod_context.run_as_non_root == Some(true));
-        assert_ne!(context.run_as_user, Some(0));
-    }
 }
 
 /// A kubeconfig that authenticates as the ServiceAccount, with a token from the TokenRequest API.

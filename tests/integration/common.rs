@@ -132,6 +132,32 @@ where
     }
 }
 
+/// Waits until the API server's clock has passed the second of `object`'s creation, so the
+/// next object created is younger (creation timestamps have a resolution of one second).
+/// The clock is read from throwaway ConfigMaps the server stamps.
+pub async fn created_after<K: Resource>(client: &Client, object: &K) {
+    let namespace = object.meta().namespace.clone().expect("a namespaced object");
+    let created = object.meta().creation_timestamp.clone().expect("a created object").0;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    wait_for(
+        "the API server's clock to pass a second",
+        Duration::from_secs(10),
+        || async {
+            let probe = ConfigMap {
+                metadata: kube::api::ObjectMeta {
+                    generate_name: Some("clock-".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let stamped = maps.create(&PostParams::default(), &probe).await.ok()?;
+            let _ = maps.delete(&stamped.name_any(), &Default::default()).await;
+            (stamped.metadata.creation_timestamp?.0 > created).then_some(())
+        },
+    )
+    .await;
+}
+
 /// A unique name: tests run in parallel against one API server.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -403,6 +429,27 @@ impl Operator {
     /// The sum of every series of a metric family.
     pub async fn metric_sum(&self, family: &str) -> f64 {
         metric_sum(&self.metrics().await, family)
+    }
+
+    /// Waits until `count` more successful probes have run.
+    pub async fn probes_pass(&self, count: f64) {
+        let ok = r#"continuity_probes_total{result="Ok"}"#;
+        let seen = self.metric(ok).await;
+        wait_for(&format!("{count} more probes"), Duration::from_secs(30), || async {
+            (self.metric(ok).await >= seen + count).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until three successful probes pass without an API write: what the operator had
+    /// started to write is written, and the memo window of its last writes is over.
+    pub async fn settled(&self) {
+        wait_for("the operator to settle", Duration::from_secs(60), || async {
+            let writes = self.metric_sum("continuity_api_writes_total").await;
+            self.probes_pass(3.0).await;
+            (self.metric_sum("continuity_api_writes_total").await == writes).then_some(())
+        })
+        .await;
     }
 
     /// Sends SIGKILL: the process dies without releasing its Lease.

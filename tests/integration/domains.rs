@@ -163,8 +163,8 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
     let mail = mail_domain("claimed");
     // The first claimant lives in a namespace this operator does not reconcile: claims are
     // checked cluster-wide anyway.
-    apply_yaml(&client, &first_ns, &domain_yaml("first", &mail)).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have 1 s resolution
+    let first = apply_yaml(&client, &first_ns, &domain_yaml("first", &mail)).await;
+    created_after(&client, &first[0]).await;
     let scene = Scene::new("claim-later").await;
     scene.apply(&domain_yaml("later", &mail)).await;
     scene.apply(&user_yaml("u", "later", &format!("u@{mail}"))).await;
@@ -210,8 +210,8 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_until_released() {
 #[tokio::test]
 async fn the_later_of_two_claims_in_one_namespace_is_the_conflict() {
     let scene = Scene::new("claim-same").await;
-    scene.apply(&domain_yaml("zz-first", &scene.mail)).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let first = apply_yaml(&scene.client, &scene.namespace, &domain_yaml("zz-first", &scene.mail)).await;
+    created_after(&scene.client, &first[0]).await;
     scene.apply(&domain_yaml("aa-second", &scene.mail)).await;
     let domains: Api<ContinuityDomain> = scene.api();
     reach(&domains, "aa-second", "Conflict", "True", "DomainClaimedElsewhere").await;
@@ -293,10 +293,8 @@ async fn a_steady_state_reconcile_writes_nothing() {
     .await;
     reach(&users, "u", "Covered", "True", "Covered").await;
     reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
-    // Let the memo window of the last writes pass, so every cache holds what was written.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-
     let operator = &scene.operator;
+    operator.settled().await;
     let writes = operator.metric_sum("continuity_api_writes_total").await;
     let reconciles = operator.metric_sum("continuity_reconciliations_total").await;
     assert!(writes > 0.0 && reconciles > 0.0, "the operator has been working");
@@ -319,7 +317,7 @@ async fn a_steady_state_reconcile_writes_nothing() {
         || async { (operator.metric_sum("continuity_reconciliations_total").await >= reconciles + 2.0).then_some(()) },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    operator.probes_pass(3.0).await;
     assert_eq!(
         operator.metric_sum("continuity_api_writes_total").await,
         writes,

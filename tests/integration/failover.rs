@@ -1,7 +1,7 @@
 //! Failover and failback on the control plane, with real Postfix instances as the customer's
 //! primary, the standby side and the provider's gateway.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use continuity_operator::api::ContinuityDomain;
 use continuity_operator::api::domain::{DomainPhase, RouteTarget};
@@ -178,10 +178,12 @@ async fn only_the_configured_failure_classes_flip() {
     scene.apply(&probed_domain("d", &scene.mail, busy.port, classes)).await;
     let domains: Api<ContinuityDomain> = scene.api();
     reach(&domains, "d", "PrimaryReachable", "False", "Greeting4xx").await;
-    let seen_at = Instant::now();
-    // Many 4xx greetings later, routing has not moved: 421 is not a configured class.
+    // Twice the failure threshold of 4xx greetings later, routing has not moved: 421 is not
+    // a configured class.
+    let greetings = r#"continuity_probes_total{result="Greeting4xx"}"#;
+    let seen = scene.operator.metric(greetings).await;
     wait_for("six more probes", Duration::from_secs(20), || async {
-        (seen_at.elapsed() >= Duration::from_secs(6)).then_some(())
+        (scene.operator.metric(greetings).await >= seen + 6.0).then_some(())
     })
     .await;
     let still = domains.get("d").await.expect("domain");
@@ -246,7 +248,14 @@ async fn a_restarted_operator_keeps_the_route_without_flipping() {
         (code == 200 && body.contains("leading")).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Its own probes, one more than the failure threshold: the reconcile the threshold
+    // triggered is over by the time the next probe runs, a period later.
+    wait_for(
+        "the successor's own refused probes",
+        Duration::from_secs(30),
+        || async { (successor.metric(r#"continuity_probes_total{result="Refused"}"#).await >= 4.0).then_some(()) },
+    )
+    .await;
     let after = domains.get("d").await.expect("domain");
     let status = after.status.expect("status");
     assert_eq!(
@@ -370,9 +379,12 @@ async fn a_healthy_domain_stays_put_and_writes_status_only_on_the_heartbeat() {
     let primary = Peer::start(Behavior::Smtp(None)).await;
     scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
     let domains: Api<ContinuityDomain> = scene.api();
-    reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
-    // Past the run to the success threshold and the memo window.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The run to the success threshold is the last change status shows.
+    wait_for("the success threshold in status", Duration::from_secs(30), || async {
+        let primary = domains.get("d").await.ok()?.status?.primary?;
+        (primary.consecutive_successes >= 2).then_some(())
+    })
+    .await;
     let operator = &scene.operator;
     let status_writes = r#"continuity_api_writes_total{resource="ContinuityDomain",operation="status"}"#;
     let writes = operator.metric(status_writes).await;
@@ -382,10 +394,12 @@ async fn a_healthy_domain_stays_put_and_writes_status_only_on_the_heartbeat() {
         .patch("d", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("labelling");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    wait_for("ten more probes", Duration::from_secs(30), || async {
+        (operator.metric(r#"continuity_probes_total{result="Ok"}"#).await >= probes + 10.0).then_some(())
+    })
+    .await;
     let more_probes = operator.metric(r#"continuity_probes_total{result="Ok"}"#).await - probes;
     let more_writes = operator.metric(status_writes).await - writes;
-    assert!(more_probes >= 8.0, "probes continue ({more_probes} in 10 s)");
     assert_eq!(
         more_writes, 0.0,
         "{more_probes} successful probes and a label edit wrote status {more_writes} times"
@@ -410,12 +424,12 @@ async fn a_refused_edit_leaves_routing_and_the_transport_map_alone() {
     let broken = probed_domain("d", &scene.mail, primary.port, "").replace("host: localhost", "host: 127.0.0.1");
     scene.apply(&broken).await;
     reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        transport_map(&scene).await.lines().any(|l| l == line),
-        "{}",
-        transport_map(&scene).await
-    );
+    // The map is rebuilt from every domain whenever one changes: once a second domain shows
+    // in it, it has been rebuilt since the refused edit.
+    let other_mail = format!("other-{}", scene.mail);
+    scene.apply(&probed_domain("e", &other_mail, primary.port, "")).await;
+    let text = transport_map_lists(&scene, &format!("{other_mail}\tsmtp:[localhost]:{}", primary.port)).await;
+    assert!(text.lines().any(|l| l == line), "{text}");
     let services: Api<Service> = scene.api();
     assert_eq!(
         external_name(&services.get("d-next-hop").await.expect("Service")),

@@ -10,6 +10,9 @@ mod health;
 mod leader_election;
 mod mailstack;
 mod peers;
+/// The one Pod Security checker, shared with the unit tests of the builders.
+#[path = "../../src/testing/pod_security.rs"]
+mod pod_security;
 mod postfix;
 mod standby;
 mod users;

@@ -16,9 +16,12 @@ async fn user_conditions_tell_why_a_user_is_or_is_not_covered() {
     let mail = &scene.mail;
     let static_mail = mail_domain("all-users");
 
-    scene
-        .apply(&user_yaml("early", "selected", &format!("early@{mail}")))
-        .await;
+    let early = apply_yaml(
+        &scene.client,
+        &scene.namespace,
+        &user_yaml("early", "selected", &format!("early@{mail}")),
+    )
+    .await;
     reach(&users, "early", "Covered", "False", "DomainNotFound").await;
 
     scene.apply(&domain_yaml("selected", mail)).await;
@@ -44,7 +47,7 @@ async fn user_conditions_tell_why_a_user_is_or_is_not_covered() {
         .await;
     reach(&users, "single", "Covered", "False", "DomainScopeIsAllUsers").await;
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    created_after(&scene.client, &early[0]).await;
     scene
         .apply(&user_yaml("copy", "selected", &format!("Early@{mail}")))
         .await;

@@ -441,12 +441,16 @@ impl Operator {
         .await;
     }
 
-    /// Waits until three successful probes pass without an API write: what the operator had
-    /// started to write is written, and the memo window of its last writes is over.
+    /// Probes of a domain probed every second that outlast the operator's memory of its
+    /// recent writes (5 s), during which a repeated write is held back rather than sent.
+    pub const PAST_THE_MEMO: f64 = 6.0;
+
+    /// Waits until [`Self::PAST_THE_MEMO`] successful probes pass without an API write: what
+    /// the operator had started to write is written, and it remembers none of it.
     pub async fn settled(&self) {
-        wait_for("the operator to settle", Duration::from_secs(60), || async {
+        wait_for("the operator to settle", Duration::from_secs(90), || async {
             let writes = self.metric_sum("continuity_api_writes_total").await;
-            self.probes_pass(3.0).await;
+            self.probes_pass(Self::PAST_THE_MEMO).await;
             (self.metric_sum("continuity_api_writes_total").await == writes).then_some(())
         })
         .await;

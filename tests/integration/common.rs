@@ -323,7 +323,8 @@ impl Scene {
 /// A running operator process.
 pub struct Operator {
     child: tokio::process::Child,
-    pub http: std::net::SocketAddr,
+    /// Where it serves HTTP, once its log says (it binds port 0).
+    http: OnceLock<std::net::SocketAddr>,
     pub identity: String,
     pub log: PathBuf,
 }
@@ -350,17 +351,49 @@ impl<'a> OperatorOptions<'a> {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The TCP ports process `pid` listens on, in the order of its file descriptors: for a
+/// server told to listen on port 0, the ports the kernel gave it. Read from /proc (the tests
+/// run as root, so every process's descriptors are readable).
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let mut inodes: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            let inode = target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned();
+            Some((fd, inode))
+        })
+        .collect();
+    inodes.sort();
+    let table: Vec<(String, u16)> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // st 0A is LISTEN; local_address is ADDRESS:PORT in hex.
+                    if fields.get(3) != Some(&"0A") {
+                        return None;
+                    }
+                    let port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+                    Some(((*fields.get(9)?).to_owned(), port))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    inodes
+        .iter()
+        .filter_map(|(_, inode)| table.iter().find(|(i, _)| i == inode).map(|(_, port)| *port))
+        .collect()
 }
 
 impl Operator {
     /// Starts the operator binary; it is killed when dropped.
     pub fn start(options: OperatorOptions<'_>) -> Operator {
-        let http: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", options.identity));
         let log_file = std::fs::File::create(&log).expect("operator log file");
         let lease_namespace = options.lease_namespace.unwrap_or_else(|| options.namespace.to_owned());
@@ -369,7 +402,7 @@ impl Operator {
             .args(["--lease-namespace", &lease_namespace])
             .args(["--lease-name", &options.lease_name])
             .args(["--identity", &options.identity])
-            .args(["--http-addr", &http.to_string()])
+            .args(["--http-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", &options.kubeconfig)
             .env("RUST_LOG", "info,continuity_operator=debug")
             .env_remove("WATCH_NAMESPACE")
@@ -383,15 +416,34 @@ impl Operator {
             .expect("starting the operator binary");
         Operator {
             child,
-            http,
+            http: OnceLock::new(),
             identity: options.identity,
             log,
         }
     }
 
+    /// The address the operator serves HTTP on, from the line its log reports it in.
+    pub async fn http(&self) -> std::net::SocketAddr {
+        if let Some(addr) = self.http.get() {
+            return *addr;
+        }
+        let addr = wait_for(
+            "the operator to report its HTTP address",
+            Duration::from_secs(30),
+            || async {
+                let log = self.log_text();
+                let line = log.lines().find(|l| l.contains("serving /healthz"))?;
+                let plain = strip_ansi(line);
+                plain.split_once("addr=")?.1.split_whitespace().next()?.parse().ok()
+            },
+        )
+        .await;
+        *self.http.get_or_init(|| addr)
+    }
+
     /// GET `path` on the operator's HTTP endpoint: (status code, body).
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(self.http).await.ok()?;
+        let mut stream = tokio::net::TcpStream::connect(self.http().await).await.ok()?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = String::new();
@@ -502,6 +554,24 @@ pub fn probe_registration(
         },
         tls: None,
     }
+}
+
+/// `text` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 /// Sums every series of `family` in a Prometheus text exposition.

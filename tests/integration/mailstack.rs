@@ -10,17 +10,21 @@
 //!
 //! The files are taken as the operator stored them (ConfigMap and Secret); only what belongs
 //! to the pod rather than to the configuration is rewritten, token by token: the directories
-//! of [`layout`] and the listening ports (free ones). The mail user is `vmail`, as in the
-//! Dovecot image; hack/test.sh creates it.
+//! of [`layout`], and the pod's own address: each stack listens on the pod's very ports on a
+//! loopback address of its own (127.a.b.c), so parallel stacks never compete for a port and
+//! no port is reserved ahead. The mail user is `vmail`, as in the Dovecot image; hack/test.sh
+//! creates it.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use continuity_operator::standby::{CONFIG_FILES, PASSWD_KEY, layout};
 
-use crate::common::{free_port, unique, wait_for};
+use crate::common::{unique, wait_for};
 
 /// The Postfix container's capabilities (see the mail StatefulSet's builder).
 const POSTFIX_CAPABILITIES: &str = "-all,+chown,+dac_override,+fowner,+setgid,+setuid";
@@ -28,9 +32,11 @@ const POSTFIX_CAPABILITIES: &str = "-all,+chown,+dac_override,+fowner,+setgid,+s
 /// A running standby mail system: Postfix and Dovecot with the rendered configuration.
 pub struct MailStack {
     dir: PathBuf,
-    pub smtp: u16,
-    pub submission: u16,
-    pub imap: u16,
+    /// The stack's own loopback address, where the pod's address would be.
+    address: Ipv4Addr,
+    pub smtp: SocketAddr,
+    pub submission: SocketAddr,
+    pub imap: SocketAddr,
     postfix: Option<Child>,
     dovecot: Option<Child>,
 }
@@ -62,11 +68,13 @@ fn checked(program: &str, args: &[&str]) {
 impl MailStack {
     pub async fn start(files: &Files) -> MailStack {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("mailstack"));
+        let address = own_loopback_address();
         let mut stack = MailStack {
             dir,
-            smtp: free_port(),
-            submission: free_port(),
-            imap: free_port(),
+            address,
+            smtp: (address, layout::SMTP_PORT).into(),
+            submission: (address, layout::SUBMISSION_PORT).into(),
+            imap: (address, layout::IMAP_PORT).into(),
             postfix: None,
             dovecot: None,
         };
@@ -96,24 +104,25 @@ impl MailStack {
 
     /// Writes new files, as the kubelet updates mounted ConfigMaps and Secrets.
     pub fn update(&self, files: &Files) {
-        let (lmtp, auth) = (free_port_cached(&self.dir, "lmtp"), free_port_cached(&self.dir, "auth"));
+        let address = self.address.to_string();
         let rewrite = |text: &str| -> String {
             // Longest first: /etc/continuity-secrets before /etc/continuity.
-            let mut text = text
+            let text = text
                 .replace(layout::SECRETS, &self.path("secrets"))
                 .replace(layout::CONFIG, &self.path("config"))
                 .replace(layout::DATA, &self.path("data"))
                 .replace(layout::RUN, &self.path("run"));
-            for (from, to) in [
-                (layout::SMTP_PORT, self.smtp),
-                (layout::SUBMISSION_PORT, self.submission),
-                (layout::IMAP_PORT, self.imap),
-                (layout::LMTP_PORT, lmtp),
-                (layout::AUTH_PORT, auth),
-            ] {
-                text = replace_number(&text, from, to);
-            }
-            text
+            // The pod's addresses: every interface (its own), and loopback between its
+            // containers; here both are the stack's own loopback address.
+            let text = replace_whole(&text, "127.0.0.1", &address, |c| c.is_ascii_digit() || c == '.');
+            // Postfix only listens on interfaces it finds configured, but binds any address a
+            // master.cf service names.
+            let text = [layout::SMTP_PORT, layout::SUBMISSION_PORT]
+                .iter()
+                .fold(text, |text, port| {
+                    text.replace(&format!("\n{port} inet "), &format!("\n{address}:{port} inet "))
+                });
+            text.replace("listen = *", &format!("listen = {address}"))
         };
         for (key, path) in CONFIG_FILES {
             let content = files
@@ -159,6 +168,7 @@ impl MailStack {
         );
         self.postfix = Some(child);
         wait_listening(self.smtp, || self.log("postfix")).await;
+        wait_listening(self.submission, || self.log("postfix")).await;
     }
 
     pub async fn start_dovecot(&mut self) {
@@ -229,15 +239,15 @@ fn terminate(child: Option<Child>) {
     let _ = child.wait();
 }
 
-/// The internal ports (LMTP, auth) stay the same across updates of the files.
-fn free_port_cached(dir: &Path, name: &str) -> u16 {
-    let file = dir.join(format!("{name}.port"));
-    if let Some(port) = std::fs::read_to_string(&file).ok().and_then(|p| p.parse().ok()) {
-        return port;
-    }
-    let port = free_port();
-    std::fs::write(file, port.to_string()).expect("port file");
-    port
+/// A loopback address (127.a.b.c, never in 127.0.0.0/16) that no other stack of any test
+/// process uses at the same time: from this process's id and a counter.
+fn own_loopback_address() -> Ipv4Addr {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let [a, b] = [1 + (pid % 254), (pid / 254) % 256].map(|x| u8::try_from(x).unwrap_or(1));
+    let c = u8::try_from(2 + n % 250).unwrap_or(2);
+    Ipv4Addr::new(127, a, b, c)
 }
 
 /// Replaces a file at once (write then rename), as the kubelet swaps a volume's files, so a
@@ -264,21 +274,16 @@ fn count_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-async fn wait_listening(port: u16, log: impl Fn() -> String) {
+async fn wait_listening(address: SocketAddr, log: impl Fn() -> String) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(address).await.is_err() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "nothing listens on port {port} after 20 s:\n{}",
+            "nothing listens on {address} after 20 s:\n{}",
             log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Replaces `from` where it stands as a whole number.
-fn replace_number(text: &str, from: u16, to: u16) -> String {
-    replace_whole(text, &from.to_string(), &to.to_string(), |c| c.is_ascii_digit())
 }
 
 fn replace_whole(text: &str, from: &str, to: &str, joins: fn(char) -> bool) -> String {
@@ -301,12 +306,12 @@ fn replace_whole(text: &str, from: &str, to: &str, joins: fn(char) -> bool) -> S
 
 /// One SMTP transaction with swaks (a real client): the reply code to RCPT TO (0 when the
 /// session ended before it), and swaks' transcript.
-pub fn deliver(port: u16, to: &str, subject: &str) -> (u16, String) {
+pub fn deliver(server: SocketAddr, to: &str, subject: &str) -> (u16, String) {
     let output = run(
         "swaks",
         &[
             "--server",
-            &format!("127.0.0.1:{port}"),
+            &server.to_string(),
             "--from",
             "sender@example.org",
             "--to",
@@ -339,10 +344,10 @@ fn rcpt_reply(transcript: &str) -> u16 {
 /// One authenticated submission, as the webmail sends: the reply code to RCPT TO (where
 /// Postfix answers the sender and client checks), and swaks' transcript. `login` is `None`
 /// for a client that does not authenticate.
-pub fn submit(port: u16, login: Option<(&str, &str)>, from: &str, to: &str, subject: &str) -> (u16, String) {
+pub fn submit(server: SocketAddr, login: Option<(&str, &str)>, from: &str, to: &str, subject: &str) -> (u16, String) {
     let mut args = vec![
         "--server".to_owned(),
-        format!("127.0.0.1:{port}"),
+        server.to_string(),
         "--from".into(),
         from.into(),
         "--to".into(),
@@ -363,10 +368,11 @@ pub fn submit(port: u16, login: Option<(&str, &str)>, from: &str, to: &str, subj
 
 /// Logs in over IMAP (Python's imaplib, a real client) and returns the subjects in INBOX, or
 /// the server's refusal.
-pub fn imap_subjects(port: u16, user: &str, password: &str) -> Result<Vec<String>, String> {
+pub fn imap_subjects(server: SocketAddr, user: &str, password: &str) -> Result<Vec<String>, String> {
     let script = r#"
 import email, imaplib, sys
-m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+host, port = sys.argv[1].rsplit(":", 1)
+m = imaplib.IMAP4(host, int(port))
 try:
     m.login(sys.argv[2], sys.argv[3])
 except imaplib.IMAP4.error as e:
@@ -380,7 +386,7 @@ for i in ids[0].split():
 m.logout()
 "#;
     let output = Command::new("python3")
-        .args(["-c", script, &port.to_string(), user, password])
+        .args(["-c", script, &server.to_string(), user, password])
         .output()
         .expect("running python3");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -392,12 +398,12 @@ m.logout()
 }
 
 /// Waits until `user` sees a message with `subject` over IMAP.
-pub async fn wait_for_subject(port: u16, user: &str, password: &str, subject: &str) {
+pub async fn wait_for_subject(server: SocketAddr, user: &str, password: &str, subject: &str) {
     wait_for(
         &format!("{subject:?} in the INBOX of {user}"),
         Duration::from_secs(20),
         || async move {
-            imap_subjects(port, user, password)
+            imap_subjects(server, user, password)
                 .ok()
                 .filter(|subjects| subjects.iter().any(|s| s == subject))
                 .map(drop)

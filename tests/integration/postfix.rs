@@ -1,5 +1,6 @@
 //! Real Postfix instances (Debian's `postfix`), each with its own configuration, queue and
-//! mail directories under target/tmp, listening on a free loopback port: a customer's primary
+//! mail directories under target/tmp, listening on a loopback port the kernel picks (port 0 in
+//! master.cf, read back from /proc; a restart listens on the same port again): a customer's primary
 //! or the standby side (both deliver the domain's mail to a maildir), or a provider's gateway
 //! (relays the domain's mail as its transport map says).
 
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{free_port, unique, wait_for};
+use crate::common::{listening_ports, unique, wait_for};
 
 /// What an instance does with the domain's mail.
 pub enum Role<'a> {
@@ -19,6 +20,7 @@ pub enum Role<'a> {
 
 pub struct Postfix {
     dir: PathBuf,
+    /// 0 until the first start has bound it.
     pub port: u16,
     running: bool,
 }
@@ -39,7 +41,6 @@ impl Postfix {
         for sub in ["etc", "queue", "data", "mail"] {
             std::fs::create_dir_all(dir.join(sub)).expect("Postfix directories");
         }
-        let port = free_port();
         let d = dir.display();
         let role_config = match role {
             Role::Mailbox { domain } => format!(
@@ -57,15 +58,15 @@ impl Postfix {
              smtpd_banner = $myhostname ESMTP\nmaillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\nsmtputf8_enable = no\n{role_config}"
         );
         std::fs::write(dir.join("etc/main.cf"), main_cf).expect("main.cf");
-        // Debian's master.cf, with smtpd on our port and no chroot (the instance lives in a
-        // plain directory).
+        // Debian's master.cf, with smtpd on a port the kernel picks and no chroot (the
+        // instance lives in a plain directory).
         let master = std::fs::read_to_string("/etc/postfix/master.cf").expect("/etc/postfix/master.cf");
         let master: String = master
             .lines()
             .map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 if line.starts_with("smtp ") && fields.get(1) == Some(&"inet") {
-                    format!("127.0.0.1:{port} inet n - n - - smtpd\n")
+                    "127.0.0.1:0 inet n - n - - smtpd\n".to_owned()
                 } else if !line.starts_with('#') && !line.starts_with(' ') && fields.len() >= 8 && fields[4] == "y" {
                     let mut fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
                     fields[4] = "n".into();
@@ -87,7 +88,7 @@ impl Postfix {
         chown(&dir.join("mail"), "nobody");
         let mut instance = Postfix {
             dir,
-            port,
+            port: 0,
             running: false,
         };
         instance.resume().await;
@@ -108,6 +109,19 @@ impl Postfix {
             self.log()
         );
         self.running = true;
+        if self.port == 0 {
+            let pid_file = self.dir.join("queue/pid/master.pid");
+            self.port = wait_for("Postfix to listen", Duration::from_secs(20), || async {
+                let pid = std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()?;
+                listening_ports(pid).first().copied()
+            })
+            .await;
+            // A restart listens where this one does, as a real server restarting would.
+            let master_cf = self.config().join("master.cf");
+            let master = std::fs::read_to_string(&master_cf).expect("master.cf");
+            let pinned = master.replace("127.0.0.1:0 inet", &format!("127.0.0.1:{} inet", self.port));
+            std::fs::write(master_cf, pinned).expect("master.cf");
+        }
         let port = self.port;
         wait_for(
             &format!("Postfix on port {port}"),

@@ -68,8 +68,8 @@ fn recipients(files: &Files) -> &str {
 }
 
 /// Fails unless the IMAP server refuses the login (not merely: cannot be reached).
-fn assert_login_fails(port: u16, user: &str, password: &str) {
-    match imap_subjects(port, user, password) {
+fn assert_login_fails(server: std::net::SocketAddr, user: &str, password: &str) {
+    match imap_subjects(server, user, password) {
         Err(refusal) => assert!(refusal.contains("LOGIN FAILED"), "{user}: {refusal}"),
         Ok(subjects) => panic!("{user} logged in with a password that must fail; INBOX: {subjects:?}"),
     }

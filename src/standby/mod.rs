@@ -214,7 +214,7 @@ mod tests {
     fn the_charts_default_images_are_the_operators() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/continuity-operator/values.yaml");
         let text = std::fs::read_to_string(path).expect("values.yaml");
-        let values: serde_yaml::Value = serde_yaml::from_str(&text).expect("values.yaml parses");
+        let values: serde_json::Value = serde_saphyr::from_str(&text).expect("values.yaml parses");
         let chart = &values["standby"]["images"];
         assert_eq!(chart["postfix"].as_str(), Some(images::POSTFIX));
         assert_eq!(chart["dovecot"].as_str(), Some(images::DOVECOT));

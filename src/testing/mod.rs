@@ -32,7 +32,7 @@ pub fn environment() -> Environment {
 pub fn fixture<T: DeserializeOwned>(name: &str) -> T {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"))
 }
 
 /// The validated form of `domain` in the test [`environment`], which must act. Leaked: a

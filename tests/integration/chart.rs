@@ -455,6 +455,6 @@ async fn service_account_kubeconfig(client: &Client, account: (&str, &str)) -> P
         }
     }
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.kubeconfig", unique(name)));
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("kubeconfig YAML")).expect("writing the kubeconfig");
+    std::fs::write(&path, serde_saphyr::to_string(&config).expect("kubeconfig YAML")).expect("writing the kubeconfig");
     path
 }

@@ -20,7 +20,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use kube::{Api, Client, Config, Resource, ResourceExt};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -185,12 +184,12 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 /// Applies every object of a (multi-document) YAML text into `namespace`.
 pub async fn apply_yaml(client: &Client, namespace: &str, yaml: &str) -> Vec<DynamicObject> {
     let mut applied = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let value = serde_yaml::Value::deserialize(document).expect("valid YAML");
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(yaml).expect("valid YAML");
+    for value in documents {
         if value.is_null() {
             continue;
         }
-        let mut object: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
+        let mut object: DynamicObject = serde_json::from_value(value).expect("a Kubernetes object");
         object.metadata.namespace = Some(namespace.to_owned());
         let types = object.types.clone().expect("apiVersion and kind");
         let gvk = GroupVersionKind::try_from(&types).expect("group, version and kind");

@@ -207,20 +207,16 @@ fn parse_cidr(text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses `500ms`, `15s`, `10m` or `1h`.
+/// Parses a Go-style duration (`500ms`, `15s`, `1m30s`, `1.5h`), as Kubernetes components'
+/// flags take them; negative durations are refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
+    let parsed: kube::core::Duration = text
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 15s, 10m or 500ms"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        "h" => Ok(Duration::from_secs(value * 3600)),
-        _ => Err(format!("{text:?}: unit must be ms, s, m or h")),
+        .map_err(|error| format!("{text:?} is not a duration like 15s, 1m30s or 500ms: {error}"))?;
+    if parsed.is_negative() {
+        return Err(format!("{text:?}: a duration cannot be negative"));
     }
+    Ok(parsed.into())
 }
 
 #[cfg(test)]
@@ -233,6 +229,9 @@ mod tests {
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("-5s").unwrap_err().contains("negative"));
         assert!(parse_duration("15").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("2d").is_err());

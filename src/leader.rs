@@ -20,7 +20,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::{Error, FIELD_MANAGER, Result};
+use crate::{Error, FIELD_MANAGER, Result, jitter};
 
 /// Timing of the election, as in client-go.
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +97,7 @@ impl LeaderElector {
     /// Returns once this candidate holds the Lease.
     pub async fn acquire(&mut self) -> Result<()> {
         info!(lease = %self.name, identity = %self.identity, "waiting to become leader");
+        let mut attempt: u64 = 0;
         loop {
             // A hung request must not stall the candidate forever.
             match tokio::time::timeout(self.timing.renew_deadline, self.round()).await {
@@ -108,7 +109,11 @@ impl LeaderElector {
                 Ok(Err(error)) => warn!(lease = %self.name, %error, "cannot read or write the Lease; retrying"),
                 Err(_) => warn!(lease = %self.name, "the API server did not answer in time; retrying"),
             }
-            tokio::time::sleep(self.timing.retry_period).await;
+            // Jittered as client-go does (factor 1.2), so candidates that start together, or
+            // all saw the Lease expire, do not race each other at every round.
+            let pause = jitter::jittered(self.timing.retry_period, 1.2, (&self.identity, attempt));
+            attempt = attempt.wrapping_add(1);
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -120,8 +125,11 @@ impl LeaderElector {
         loop {
             tokio::time::sleep(self.timing.retry_period).await;
             let deadline = last_renewal + self.timing.renew_deadline;
+            // The renewal counts from when it was sent, not from its answer: the Lease says it
+            // was renewed then, and the other replicas count its expiry from there.
+            let attempt_started = Instant::now();
             match tokio::time::timeout_at(deadline, self.round()).await {
-                Ok(Ok(Round::Holding)) => last_renewal = Instant::now(),
+                Ok(Ok(Round::Holding)) => last_renewal = attempt_started,
                 Ok(Ok(Round::HeldByOther)) => return self.lost("another replica holds the Lease"),
                 Ok(Ok(Round::Raced)) => debug!(lease = %self.name, "renewal raced another write; retrying"),
                 Ok(Err(error)) => warn!(lease = %self.name, %error, "renewing the Lease failed; retrying"),

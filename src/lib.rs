@@ -17,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod host;
 pub mod http;
+pub mod jitter;
 pub mod leader;
 pub mod plan;
 pub mod readiness;

@@ -3,7 +3,7 @@
 //! triggers that queue related objects, and the per-object backoff.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use super::relations::SecretKey;
 use super::{memo, secrets};
 use crate::api::{ContinuityDomain, ContinuityDomainStatus, ContinuityUser};
 use crate::health::scheduler::{DomainKey, Prober};
+use crate::jitter;
 use crate::resources::Environment;
 use crate::standby::passwords::PasswordHasher;
 use crate::telemetry::Metrics;
@@ -247,10 +248,7 @@ impl Context {
         *attempt = attempt.saturating_add(1);
         let exponent = (*attempt - 1).min(16);
         let base = BACKOFF_MIN.saturating_mul(1 << exponent).min(BACKOFF_MAX);
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (key, *attempt).hash(&mut hasher);
-        let jitter_percent = u32::try_from(hasher.finish() % 26).unwrap_or(0);
-        base + base * jitter_percent / 100
+        jitter::jittered(base, 0.25, (key, *attempt))
     }
 
     pub fn reset_backoff(&self, key: &str) {

@@ -5,7 +5,7 @@
 //! lists, minus `exclude`. Addresses compare case-insensitively and are kept in lower case,
 //! as Postfix looks them up.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube::ResourceExt;
 
@@ -135,30 +135,49 @@ pub fn judge_user(user: &ContinuityUser, domain: Option<&ContinuityDomain>, sibl
         )
 }
 
-/// The addresses a domain that acts covers, or `None` while they are unknown (a directory
-/// that has not been read).
-pub fn covered_addresses(domain: &ContinuityDomain, users: &[&ContinuityUser]) -> Option<BTreeSet<String>> {
+/// Who a domain that acts covers, judged once per reconcile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Coverage<'a> {
+    /// The covered addresses; `None` while they are unknown (a directory not read yet).
+    pub addresses: Option<BTreeSet<String>>,
+    /// The ContinuityUser through which each address is covered (SelectedUsers: exactly one
+    /// per address; AllUsers: none, the addresses come from the directory).
+    pub through: HashMap<String, &'a ContinuityUser>,
+}
+
+/// Judges the coverage of `domain`, acting, whose ContinuityUsers are `users`.
+pub fn resolve<'a>(domain: &ContinuityDomain, users: &[&'a ContinuityUser]) -> Coverage<'a> {
     match domain.spec.users.scope {
-        UserScope::SelectedUsers => Some(
-            judge_selected(domain, true, users)
+        UserScope::SelectedUsers => {
+            let through: HashMap<String, &ContinuityUser> = judge_selected(domain, true, users)
                 .into_iter()
                 .filter(|(_, verdict)| *verdict == Verdict::Covered)
-                .map(|(user, _)| normalize(&user.spec.address))
-                .collect(),
-        ),
-        UserScope::AllUsers => {
-            let listed = domain.spec.users.directory.as_ref()?.static_list.as_ref()?;
-            let excluded: BTreeSet<String> = domain.spec.users.exclude.iter().map(|a| normalize(a)).collect();
-            Some(
-                listed
-                    .addresses
-                    .iter()
-                    .map(|a| normalize(a))
-                    .filter(|a| !excluded.contains(a) && in_domain(a, &domain.spec.domain))
-                    .collect(),
-            )
+                .map(|(user, _)| (normalize(&user.spec.address), user))
+                .collect();
+            Coverage {
+                addresses: Some(through.keys().cloned().collect()),
+                through,
+            }
         }
+        UserScope::AllUsers => Coverage {
+            addresses: directory_listing(domain),
+            through: HashMap::new(),
+        },
     }
+}
+
+/// The addresses an `AllUsers` domain's directory lists, minus `exclude`.
+fn directory_listing(domain: &ContinuityDomain) -> Option<BTreeSet<String>> {
+    let listed = domain.spec.users.directory.as_ref()?.static_list.as_ref()?;
+    let excluded: BTreeSet<String> = domain.spec.users.exclude.iter().map(|a| normalize(a)).collect();
+    Some(
+        listed
+            .addresses
+            .iter()
+            .map(|a| normalize(a))
+            .filter(|a| !excluded.contains(a) && in_domain(a, &domain.spec.domain))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -205,11 +224,12 @@ mod tests {
                 ("eve".into(), reasons::ADDRESS_NOT_IN_DOMAIN),
             ]
         );
-        let covered = covered_addresses(&domain, &users).unwrap();
+        let coverage = resolve(&domain, &users);
         assert_eq!(
-            covered.into_iter().collect::<Vec<_>>(),
+            coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
             vec!["alice@example.com", "bob@example.com"]
         );
+        assert_eq!(coverage.through["alice@example.com"].name_any(), "alice", "the oldest");
     }
 
     #[test]
@@ -246,9 +266,10 @@ mod tests {
     #[test]
     fn all_users_from_a_static_directory_minus_excluded() {
         let domain: ContinuityDomain = fixture("domain-static.yaml");
-        let covered = covered_addresses(&domain, &[]).unwrap();
+        let coverage = resolve(&domain, &[]);
+        assert!(coverage.through.is_empty(), "no ContinuityUser is involved");
         assert_eq!(
-            covered.into_iter().collect::<Vec<_>>(),
+            coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
             vec!["alice@example.com", "carol@example.com"],
             "bob is excluded, Carol is lower-cased"
         );
@@ -257,7 +278,7 @@ mod tests {
     #[test]
     fn an_unread_directory_is_unknown_not_empty() {
         let domain: ContinuityDomain = fixture("domain-full.yaml");
-        assert_eq!(covered_addresses(&domain, &[]), None);
+        assert_eq!(resolve(&domain, &[]).addresses, None);
     }
 
     #[test]

@@ -1,17 +1,16 @@
 //! Emergency passwords: where each covered user's comes from, and why a user has none. A
 //! ContinuityUser's own `emergencyPassword` (a Secret key) comes first; otherwise the domain's
 //! `emergencyPasswords` Secret, keyed by the address's local part. Pure: the controller reads
-//! the Secrets and hands their data in; nothing here logs or keeps a password.
+//! the Secrets and hands their data in, and hashes the [`Mailbox`]es into the
+//! [`Credentials`] the plan takes; nothing here logs or keeps a password.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 
-use crate::api::domain::UserScope;
 use crate::api::{ContinuityDomain, ContinuityUser};
-use crate::coverage::{self, Verdict, normalize};
-use crate::standby::Mailbox;
+use crate::standby::Account;
 
 /// A Secret's data.
 pub type SecretData = BTreeMap<String, ByteString>;
@@ -56,33 +55,20 @@ impl Missing {
     }
 }
 
-/// The ContinuityUser through which each covered address is covered (SelectedUsers: exactly
-/// one; AllUsers: none, the addresses come from the directory).
-pub fn covering_users<'a>(
+/// The Secrets the passwords of users covered `through` come from: the domain's shared one
+/// and the users' own. A user that is not covered gets nothing read on its behalf.
+pub fn referenced_secrets<'a>(
     domain: &ContinuityDomain,
-    users: &[&'a ContinuityUser],
-) -> HashMap<String, &'a ContinuityUser> {
-    match domain.spec.users.scope {
-        UserScope::SelectedUsers => coverage::judge_selected(domain, true, users)
-            .into_iter()
-            .filter(|(_, verdict)| *verdict == Verdict::Covered)
-            .map(|(user, _)| (normalize(&user.spec.address), user))
-            .collect(),
-        UserScope::AllUsers => HashMap::new(),
-    }
-}
-
-/// The Secrets the covered users' passwords come from: the domain's shared one and the
-/// covering users' own. A user that is not covered gets nothing read on its behalf.
-pub fn referenced_secrets(domain: &ContinuityDomain, covering: &HashMap<String, &ContinuityUser>) -> BTreeSet<String> {
+    through: impl IntoIterator<Item = &'a ContinuityUser>,
+) -> BTreeSet<String> {
     domain
         .spec
         .emergency_passwords
         .iter()
         .map(|p| p.secret_ref.name.clone())
         .chain(
-            covering
-                .values()
+            through
+                .into_iter()
                 .filter_map(|u| Some(u.spec.emergency_password.as_ref()?.name.clone())),
         )
         .collect()
@@ -126,19 +112,46 @@ pub fn password_for(
     Ok(password.to_owned())
 }
 
+/// A covered address and, when it has one, its emergency password (plaintext, read from a
+/// Secret; only its hash leaves the controller).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub address: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Mailbox {
+    // Never print a password, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("address", &self.address)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What the standby's configuration takes of the covered users' passwords.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// Every covered address, with its password hash where it has a password.
+    pub accounts: Vec<Account>,
+    /// The covered addresses without an emergency password, in order.
+    pub without_password: Vec<String>,
+}
+
 /// The covered addresses as mailboxes, with their passwords where found, and the addresses
-/// without one (in order).
+/// without one (in order). `through` names the ContinuityUser covering an address, if any.
 pub fn mailboxes(
     domain: &ContinuityDomain,
     covered: &BTreeSet<String>,
-    covering: &HashMap<String, &ContinuityUser>,
+    through: &HashMap<String, &ContinuityUser>,
     secrets: &SecretsRead,
 ) -> (Vec<Mailbox>, Vec<(String, Missing)>) {
     let mut missing = Vec::new();
     let mailboxes = covered
         .iter()
         .map(|address| {
-            let user = covering.get(address).copied();
+            let user = through.get(address).copied();
             let password = password_for(domain, user, address, secrets)
                 .map_err(|why| missing.push((address.clone(), why)))
                 .ok();
@@ -156,6 +169,7 @@ mod tests {
     use super::*;
     use crate::api::domain::{EmergencyPasswords, LocalObjectReference};
     use crate::api::user::SecretKeySelector;
+    use crate::coverage::resolve;
     use crate::testing::fixture;
 
     fn secret(pairs: &[(&str, &[u8])]) -> Option<Arc<SecretData>> {
@@ -198,13 +212,13 @@ mod tests {
             Ok("from-user".into())
         );
         assert_eq!(
-            referenced_secrets(&domain, &covering_users(&domain, &[&alice])),
+            referenced_secrets(&domain, resolve(&domain, &[&alice]).through.values().copied()),
             BTreeSet::from(["alice-own".to_owned(), "shared".to_owned()])
         );
         let mut stranger = alice.clone();
         stranger.spec.address = "alice@elsewhere.example".into();
         assert_eq!(
-            referenced_secrets(&domain, &covering_users(&domain, &[&stranger])),
+            referenced_secrets(&domain, resolve(&domain, &[&stranger]).through.values().copied()),
             BTreeSet::from(["shared".to_owned()]),
             "a user that is not covered gets no Secret read"
         );

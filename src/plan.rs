@@ -1,5 +1,5 @@
 //! The pure middle of a domain's reconcile: from the validated domain and what the fetch step
-//! read (users, health, password Secrets, the standby's workloads) to a [`Plan`]: the route,
+//! read (health, the covered users' credentials, the standby's workloads) to a [`Plan`]: the route,
 //! the stamped children to apply, those to remove, how to probe the primary, and the
 //! standby's readiness. A domain that may not act plans nothing but the reason why.
 
@@ -9,15 +9,14 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::Result;
-use crate::api::{ContinuityDomain, ContinuityUser};
-use crate::credentials::{self, SecretsRead};
+use crate::api::ContinuityDomain;
+use crate::credentials::Credentials;
 use crate::health::scheduler::Registration;
 use crate::health::tracker::Health;
 use crate::health::{self};
 use crate::resources::{self, Child, Optional, mail, network_policy, next_hop, webmail};
 use crate::routing::decision::{self, Decision};
 use crate::routing::transport;
-use crate::standby::passwords::PasswordHasher;
 use crate::standby::{self, MailSettings};
 use crate::status::standby::{Expected, Observed, Readiness, judge};
 use crate::validation::claims::ClaimOutcome;
@@ -25,13 +24,11 @@ use crate::validation::{Idle, Standing, ValidatedDomain, Validation};
 
 /// What a reconcile read besides the domain itself.
 pub struct Inputs<'a> {
-    pub users: &'a [&'a ContinuityUser],
     pub health: Option<&'a Health>,
-    /// The Secrets the emergency passwords come from.
-    pub secrets: &'a SecretsRead,
+    /// The covered users' accounts; `None` while they are unknown (a directory not read).
+    pub credentials: Option<&'a Credentials>,
     /// The standby's workloads as cached.
     pub observed: Observed<'a>,
-    pub hasher: &'a PasswordHasher,
     pub heartbeat: Duration,
     pub now: Timestamp,
 }
@@ -132,28 +129,25 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
     }
     // Until the covered users are known the mail configuration is left as it is: the mail pod
     // waits for its first one, or keeps serving the users it has.
-    let covered = crate::coverage::covered_addresses(domain, inputs.users);
-    let mut without_password = Vec::new();
-    if let Some(addresses) = &covered {
-        push(Child::ConfigMap(resources::coverage::build(validated, addresses)))?;
-        let covering = credentials::covering_users(domain, inputs.users);
-        let (mailboxes, missing) = credentials::mailboxes(domain, addresses, &covering, inputs.secrets);
-        without_password = missing.into_iter().map(|(address, _)| address).collect();
+    if let Some(credentials) = inputs.credentials {
+        let addresses: BTreeSet<String> = credentials.accounts.iter().map(|a| a.address.clone()).collect();
+        push(Child::ConfigMap(resources::coverage::build(validated, &addresses)))?;
         let hostname = validated.standby_host();
         let settings = MailSettings {
             domain: &validated.spec.domain,
-            domain_uid: &validated.owner.uid,
             hostname: &hostname,
             relay_host: validated.spec.standby.mail.relay_host.as_deref(),
             retention_days: validated.spec.archive.retention_days,
-            mailboxes: &mailboxes,
+            accounts: &credentials.accounts,
         };
         push(Child::ConfigMap(mail::config_map(
             validated,
             standby::config_files(&settings),
         )))?;
-        let passwd = standby::passwd_file(&settings, inputs.hasher)?;
-        push(Child::Secret(mail::passwords_secret(validated, passwd)))?;
+        push(Child::Secret(mail::passwords_secret(
+            validated,
+            standby::passwd_file(&settings),
+        )))?;
     }
     push(Child::ConfigMap(webmail::config_map(validated)))?;
     push(Child::Service(mail::service(validated)))?;
@@ -184,8 +178,11 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
     Ok(Acting {
         next_hop: transport::next_hop(validated, decision.target),
         decision,
-        covered: covered.as_ref().map(BTreeSet::len),
-        without_password,
+        covered: inputs.credentials.map(|c| c.accounts.len()),
+        without_password: inputs
+            .credentials
+            .map(|c| c.without_password.clone())
+            .unwrap_or_default(),
         standby,
         desired,
         probe: health::registration(validated.spec, inputs.heartbeat),
@@ -195,9 +192,14 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ContinuityUser;
     use crate::api::domain::{ProbeFailureClass, RouteTarget};
+    use crate::coverage::resolve;
+    use crate::credentials::{self, SecretsRead};
     use crate::health::probe::{Outcome as ProbeOutcome, Report};
     use crate::resources::Environment;
+    use crate::standby::Account;
+    use crate::standby::passwords;
     use crate::testing::{environment, fixture};
     use crate::validation::claims::Claim;
     use crate::validation::validate;
@@ -227,6 +229,27 @@ mod tests {
         }
     }
 
+    /// What the fetch step makes of `users` and the world's Secrets (hashing as it does).
+    fn credentials_of(domain: &ContinuityDomain, users: &[&ContinuityUser], world: &World<'_>) -> Option<Credentials> {
+        let coverage = resolve(domain, users);
+        let (mailboxes, missing) =
+            credentials::mailboxes(domain, coverage.addresses.as_ref()?, &coverage.through, &world.secrets);
+        let uid = domain.metadata.uid.clone().unwrap();
+        let accounts = mailboxes
+            .into_iter()
+            .map(|m| Account {
+                password_hash: m
+                    .password
+                    .map(|p| passwords::hash(&p, &passwords::salt(&uid, &m.address)).unwrap()),
+                address: m.address,
+            })
+            .collect();
+        Some(Credentials {
+            accounts,
+            without_password: missing.into_iter().map(|(a, _)| a).collect(),
+        })
+    }
+
     fn plan_in(
         domain: &ContinuityDomain,
         users: &[&ContinuityUser],
@@ -235,15 +258,14 @@ mod tests {
         world: &World<'_>,
     ) -> Plan {
         let validation = validate(domain, claimants, &world.env).unwrap();
+        let credentials = credentials_of(domain, users, world);
         plan(
             domain,
             validation,
             &Inputs {
-                users,
                 health,
-                secrets: &world.secrets,
+                credentials: credentials.as_ref(),
                 observed: world.observed,
-                hasher: &PasswordHasher::default(),
                 heartbeat: Duration::from_secs(60),
                 now: Timestamp::from_second(1_000_000).unwrap(),
             },

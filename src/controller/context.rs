@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::apply::{self, Writer};
 use super::fetch::Reader;
 use super::index::Index;
-use super::relations::SecretKey;
+use super::relations::{AddressKey, SecretKey};
 use super::{memo, secrets};
 use crate::api::{ContinuityDomain, ContinuityDomainStatus, ContinuityUser};
 use crate::health::scheduler::{DomainKey, Prober};
@@ -81,6 +81,8 @@ pub struct Context {
 /// The lookups [`super::relations`] keeps over the watched objects.
 pub struct Indexes {
     pub users_by_domain: Index<ContinuityUser, DomainKey, ObjectRef<ContinuityUser>>,
+    /// Users by the address they add to a domain: the only siblings a verdict depends on.
+    pub users_by_address: Index<ContinuityUser, AddressKey, ObjectRef<ContinuityUser>>,
     pub claims: Index<ContinuityDomain, String, Claim>,
     /// Domains by the Secret their shared emergency passwords are in.
     pub domains_by_secret: Index<ContinuityDomain, SecretKey, ObjectRef<ContinuityDomain>>,
@@ -141,7 +143,7 @@ where
 
 impl Context {
     pub fn new(settings: Settings, caches: Caches, connections: Connections) -> Self {
-        use super::relations::{index_claim, index_domain_secret, index_user, index_user_secret};
+        use super::relations::{index_address, index_claim, index_domain_secret, index_user, index_user_secret};
         Context {
             reader: connections.reader,
             writer: connections.writer,
@@ -151,6 +153,7 @@ impl Context {
             caches,
             indexes: Indexes {
                 users_by_domain: Index::new(index_user),
+                users_by_address: Index::new(index_address),
                 claims: Index::new(index_claim),
                 domains_by_secret: Index::new(index_domain_secret),
                 users_by_secret: Index::new(index_user_secret),
@@ -180,6 +183,7 @@ impl Context {
             && store_ready(&c.ingresses)
             && store_ready(c.secrets.versions())
             && i.users_by_domain.synced()
+            && i.users_by_address.synced()
             && i.claims.synced()
             && i.domains_by_secret.synced()
             && i.users_by_secret.synced()
@@ -205,6 +209,7 @@ impl Context {
         .await;
         futures::join!(
             i.users_by_domain.wait_until_synced(),
+            i.users_by_address.wait_until_synced(),
             i.claims.wait_until_synced(),
             i.domains_by_secret.wait_until_synced(),
             i.users_by_secret.wait_until_synced(),
@@ -216,6 +221,16 @@ impl Context {
         self.indexes
             .users_by_domain
             .get(&(namespace.to_owned(), name.to_owned()))
+            .iter()
+            .filter_map(|user| self.caches.users.get(user))
+            .collect()
+    }
+
+    /// The cached ContinuityUsers adding `address` (normalized) to the domain `name`.
+    pub fn users_with_address(&self, namespace: &str, name: &str, address: &str) -> Vec<Arc<ContinuityUser>> {
+        self.indexes
+            .users_by_address
+            .get(&(namespace.to_owned(), name.to_owned(), address.to_owned()))
             .iter()
             .filter_map(|user| self.caches.users.get(user))
             .collect()

@@ -15,15 +15,15 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
 use super::apply::{self, Applied, Outcome};
-use super::{CACHE_SYNC_RETRY, Context, events};
+use super::{CACHE_SYNC_RETRY, Context, events, fetch};
 use crate::api::{ContinuityDomain, ContinuityUser};
-use crate::credentials;
+use crate::coverage;
 use crate::plan::{self, Course, Inputs};
 use crate::resources::names::ChildNames;
 use crate::routing::decision::{Decision, Flip};
 use crate::status::domain::{Acted, Report, Reported, Route, compute, whole_seconds};
 use crate::status::standby::Observed;
-use crate::validation::{self, claims};
+use crate::validation::{self, Standing, claims};
 use crate::{Error, Result};
 
 /// Reconciles one ContinuityDomain.
@@ -48,17 +48,11 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     };
     let key = (namespace.clone(), domain.name_any());
 
-    // Fetch.
+    // Fetch from the caches.
     let users = ctx.users_of(&namespace, &key.1);
     let users: Vec<&ContinuityUser> = users.iter().map(AsRef::as_ref).collect();
     let claimants = ctx.indexes.claims.get(&claims::claimed_domain(&domain).to_owned());
     let health = ctx.prober.health(&key);
-    let covering = credentials::covering_users(&domain, &users);
-    let secrets = ctx
-        .caches
-        .secrets
-        .read(&namespace, &credentials::referenced_secrets(&domain, &covering))
-        .await?;
     let names = ChildNames::of(&key.1, &domain.spec);
     let mail_set = ctx
         .caches
@@ -74,28 +68,32 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         .get(&ObjectRef::new(&names.webmail).within(&namespace));
     let now = whole_seconds(Timestamp::now());
 
-    // Validate and plan. Hashing new passwords takes about a millisecond each (thousands
-    // after a restart): the runtime moves its other tasks off this thread meanwhile.
+    // Validate; for a domain that acts, judge its coverage once and fetch its credentials.
     let validation = validation::validate(&domain, &claimants, &ctx.settings.environment)?;
-    let plan = tokio::task::block_in_place(|| {
-        plan::plan(
-            &domain,
-            validation,
-            &Inputs {
-                users: &users,
-                health: health.as_ref(),
-                secrets: &secrets,
-                observed: Observed {
-                    mail: mail_set.as_deref(),
-                    webmail: webmail_deployment.as_deref(),
-                    ingress: ingress.as_deref(),
-                },
-                hasher: &ctx.hasher,
-                heartbeat: ctx.settings.status_heartbeat,
-                now,
+    let credentials = match &validation.standing {
+        Standing::Acts(validated) => {
+            let coverage = coverage::resolve(&domain, &users);
+            fetch::credentials(&ctx, &domain, &validated.owner.uid, &coverage).await?
+        }
+        Standing::Idle(_) => None,
+    };
+
+    // Plan.
+    let plan = plan::plan(
+        &domain,
+        validation,
+        &Inputs {
+            health: health.as_ref(),
+            credentials: credentials.as_ref(),
+            observed: Observed {
+                mail: mail_set.as_deref(),
+                webmail: webmail_deployment.as_deref(),
+                ingress: ingress.as_deref(),
             },
-        )
-    })?;
+            heartbeat: ctx.settings.status_heartbeat,
+            now,
+        },
+    )?;
 
     // Apply. If the API server refuses the routing object the route has not changed, and
     // status keeps the one it shows. Transient failures retry the whole reconcile.

@@ -13,11 +13,14 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::context::{Context, backoff_key};
 use crate::api::{ContinuityDomain, ContinuityUser};
+use crate::coverage::normalize;
 use crate::health::scheduler::DomainKey;
 use crate::validation::claims::{self, Claim};
 
 /// A Secret, as the indexes of who reads which Secret know it.
 pub type SecretKey = ObjectRef<Secret>;
+/// An address added to a domain: namespace, domain name, normalized address.
+pub type AddressKey = (String, String, String);
 
 /// What changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub enum Via {
     Itself,
     /// The users-by-domain index: the domains a user left and joined.
     UsersByDomain,
+    /// The users-by-address index: the users adding an address a user added or gave up.
+    UsersByAddress,
     /// The domains-by-secret index: the domains whose shared passwords the Secret holds.
     DomainsBySecret,
     /// The users-by-secret index: the users whose own password the Secret holds.
@@ -73,7 +78,14 @@ pub const RELATIONS: &[Relation] = &[
     Relation {
         source: Source::User,
         via: Via::UsersByDomain,
-        then: &[Then::Domain, Then::UsersOfDomain],
+        then: &[Then::Domain],
+    },
+    // Only users of the same address judge each other (the oldest is covered, the others are
+    // duplicates): a user's change re-judges them, not the whole domain.
+    Relation {
+        source: Source::User,
+        via: Via::UsersByAddress,
+        then: &[Then::User],
     },
     Relation {
         source: Source::Secret,
@@ -98,6 +110,8 @@ pub struct Touched {
     /// Domains (by namespace and name) whose index entries changed, or the domain itself.
     pub domains: Vec<DomainKey>,
     pub secret: Option<SecretKey>,
+    /// Addresses whose users changed.
+    pub addresses: Vec<AddressKey>,
     /// Mail domains whose claims changed.
     pub mail_domains: Vec<String>,
 }
@@ -156,6 +170,17 @@ fn reach(ctx: &Context, via: Via, touched: &Touched) -> Vec<Reached> {
             })
             .collect(),
         (Via::DomainsBySecret | Via::UsersBySecret, None) => Vec::new(),
+        (Via::UsersByAddress, _) => touched
+            .addresses
+            .iter()
+            .flat_map(|key| {
+                let domain = (key.0.clone(), key.1.clone());
+                indexes.users_by_address.get(key).into_iter().map(move |user| Reached {
+                    domain: domain.clone(),
+                    user: Some(user),
+                })
+            })
+            .collect(),
         (Via::Claims, _) => touched
             .mail_domains
             .iter()
@@ -170,6 +195,18 @@ fn reach(ctx: &Context, via: Via, touched: &Touched) -> Vec<Reached> {
 pub fn index_user(user: &ContinuityUser) -> Option<(DomainKey, ObjectRef<ContinuityUser>)> {
     Some((
         (user.namespace()?, user.spec.domain_ref.name.clone()),
+        ObjectRef::from_obj(user),
+    ))
+}
+
+/// The users-by-address index's key and entry for a user.
+pub fn index_address(user: &ContinuityUser) -> Option<(AddressKey, ObjectRef<ContinuityUser>)> {
+    Some((
+        (
+            user.namespace()?,
+            user.spec.domain_ref.name.clone(),
+            normalize(&user.spec.address),
+        ),
         ObjectRef::from_obj(user),
     ))
 }
@@ -235,6 +272,7 @@ impl Context {
     /// A ContinuityUser in scope changed.
     pub fn user_changed(&self, event: &Event<ContinuityUser>) {
         self.indexes.users_by_secret.apply(event);
+        let addresses = self.indexes.users_by_address.apply(event);
         let mut domains = self.indexes.users_by_domain.apply(event);
         // An address change leaves the user under the same key, but changes the domain's list.
         if let Event::Apply(user) | Event::Delete(user) = event
@@ -245,6 +283,7 @@ impl Context {
         }
         let touched = Touched {
             domains,
+            addresses,
             ..Touched::default()
         };
         fan_out(self, Source::User, &touched);
@@ -305,7 +344,7 @@ mod tests {
         for relation in RELATIONS {
             let fits = match relation.via {
                 Via::Itself => relation.source == Source::Domain,
-                Via::UsersByDomain => relation.source == Source::User,
+                Via::UsersByDomain | Via::UsersByAddress => relation.source == Source::User,
                 Via::DomainsBySecret | Via::UsersBySecret => relation.source == Source::Secret,
                 Via::Claims => relation.source == Source::Claim,
             };

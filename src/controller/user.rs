@@ -1,6 +1,7 @@
-//! Reconciliation of a ContinuityUser: judge its coverage against its domain and siblings
-//! (from the caches), look up its emergency password, read its domain's standby readiness,
-//! and write the status.
+//! Reconciliation of a ContinuityUser: judge its coverage against its domain and the users
+//! adding the same address (from the caches and the users-by-address index: never the
+//! whole domain), look up its emergency password, read its domain's standby readiness, and
+//! write the status.
 
 use std::sync::Arc;
 
@@ -31,7 +32,8 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
     })?;
     let domain_name = &user.spec.domain_ref.name;
     let domain = ctx.caches.domains.get(&ObjectRef::new(domain_name).within(&namespace));
-    let siblings = ctx.users_of(&namespace, domain_name);
+    let address = coverage::normalize(&user.spec.address);
+    let siblings = ctx.users_with_address(&namespace, domain_name, &address);
     let siblings: Vec<&ContinuityUser> = siblings.iter().map(AsRef::as_ref).collect();
 
     let verdict = coverage::judge_user(&user, domain.as_deref(), &siblings);
@@ -41,12 +43,9 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
             let secrets = ctx
                 .caches
                 .secrets
-                .read(
-                    &namespace,
-                    &credentials::referenced_secrets(domain, &credentials::covering_users(domain, &[user.as_ref()])),
-                )
+                .read(&namespace, &credentials::referenced_secrets(domain, [user.as_ref()]))
                 .await?;
-            credentials::password_for(domain, Some(&user), &coverage::normalize(&user.spec.address), &secrets).map(drop)
+            credentials::password_for(domain, Some(&user), &address, &secrets).map(drop)
         }
         _ => Ok(()),
     };

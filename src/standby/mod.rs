@@ -17,8 +17,6 @@ pub mod webmail;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use passwords::PasswordHasher;
-
 /// The images the standby runs unless configured otherwise, and why these.
 pub mod images {
     /// Postfix 3.10 from Debian (trixie), in boky/postfix, a widely used and maintained image:
@@ -57,16 +55,14 @@ pub const PASSWD_KEY: &str = "passwd";
 pub struct MailSettings<'a> {
     /// The protected mail domain.
     pub domain: &'a str,
-    /// The ContinuityDomain's uid (salts the password hashes).
-    pub domain_uid: &'a str,
     /// The standby's host name.
     pub hostname: &'a str,
     /// Where outgoing mail is relayed, if not delivered directly.
     pub relay_host: Option<&'a str>,
     /// Days mail is kept.
     pub retention_days: u32,
-    /// The covered addresses, with their emergency passwords where they have one.
-    pub mailboxes: &'a [Mailbox],
+    /// The covered addresses, with their emergency password hashes where they have one.
+    pub accounts: &'a [Account],
 }
 
 /// A mail container's main process, as a shell script.
@@ -123,7 +119,7 @@ wait "$server"
 
 /// The ConfigMap's data: every file of [`CONFIG_FILES`], by key.
 pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
-    let addresses: BTreeSet<String> = settings.mailboxes.iter().map(|m| m.address.clone()).collect();
+    let addresses: BTreeSet<String> = settings.accounts.iter().map(|a| a.address.clone()).collect();
     let postfix_settings = postfix::Settings {
         domain: settings.domain,
         hostname: settings.hostname,
@@ -135,7 +131,7 @@ pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
         postfix::recipients(&addresses),
         postfix::senders(&addresses),
         dovecot::dovecot_conf(settings.domain, settings.retention_days),
-        dovecot::users(settings.mailboxes),
+        dovecot::users(settings.accounts),
         postfix::run_script(),
         dovecot::run_script(),
     ];
@@ -147,8 +143,8 @@ pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
 }
 
 /// The password file (the Secret's [`PASSWD_KEY`]).
-pub fn passwd_file(settings: &MailSettings<'_>, hasher: &PasswordHasher) -> crate::Result<String> {
-    dovecot::passwd(settings.domain_uid, settings.mailboxes, hasher)
+pub fn passwd_file(settings: &MailSettings<'_>) -> String {
+    dovecot::passwd(settings.accounts)
 }
 
 /// Where things live in the mail pod, and the ports its services listen on. Tests that run the
@@ -188,22 +184,12 @@ pub mod layout {
     pub const WEBMAIL_TEMP: &str = "/tmp/roundcube-temp";
 }
 
-/// A covered address and, when it has one, its emergency password (plaintext, read from a
-/// Secret; only its hash leaves this process).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Mailbox {
+/// A covered address and, when it has one, the hash of its emergency password (hashed by the
+/// controller before the configuration is built: no plaintext reaches the builders).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
     pub address: String,
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for Mailbox {
-    // Never print a password, not even in a debug log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailbox")
-            .field("address", &self.address)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub password_hash: Option<String>,
 }
 
 #[cfg(test)]
@@ -223,27 +209,25 @@ mod tests {
 
     #[test]
     fn every_config_file_is_rendered_and_passwords_stay_out_of_it() {
-        let mailboxes = [Mailbox {
+        let hash = passwords::hash("correct horse", &passwords::salt("uid-1", "alice@example.com")).unwrap();
+        let accounts = [Account {
             address: "alice@example.com".into(),
-            password: Some("correct horse".into()),
+            password_hash: Some(hash.clone()),
         }];
         let settings = MailSettings {
             domain: "example.com",
-            domain_uid: "uid-1",
             hostname: "standby.example.com",
             relay_host: None,
             retention_days: 90,
-            mailboxes: &mailboxes,
+            accounts: &accounts,
         };
         let files = config_files(&settings);
         assert_eq!(files.len(), CONFIG_FILES.len());
         assert!(CONFIG_FILES.iter().all(|(key, _)| files.contains_key(*key)));
-        assert!(files.values().all(|content| !content.contains("correct horse")));
-        let passwd = passwd_file(&settings, &PasswordHasher::default()).unwrap();
-        assert!(passwd.contains("alice@example.com:{SHA512-CRYPT}"));
         assert!(
-            !format!("{:?}", mailboxes[0]).contains("correct horse"),
-            "Debug redacts it"
+            files.values().all(|content| !content.contains(&hash)),
+            "hashes stay in the Secret"
         );
+        assert!(passwd_file(&settings).contains(&format!("alice@example.com:{hash}\n")));
     }
 }

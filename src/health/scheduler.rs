@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -71,6 +72,9 @@ struct Done {
     tls_checked: bool,
 }
 
+/// How a probe is run: [`probe::probe`], or a stand-in in unit tests.
+pub type ProbeFn = Arc<dyn Fn(Target, String, Option<Arc<ClientConfig>>) -> BoxFuture<'static, Report> + Send + Sync>;
+
 /// The probing service; reconciles register and read through it.
 pub struct Prober {
     commands: mpsc::UnboundedSender<Command>,
@@ -80,6 +84,7 @@ pub struct Prober {
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     notify: Box<dyn Fn(&DomainKey) + Send + Sync>,
+    probe: ProbeFn,
 }
 
 impl Prober {
@@ -91,6 +96,20 @@ impl Prober {
         metrics: Arc<Metrics>,
         notify: impl Fn(&DomainKey) + Send + Sync + 'static,
     ) -> (Arc<Prober>, impl Future<Output = ()>) {
+        let probe: ProbeFn = Arc::new(|target: Target, helo: String, tls: Option<Arc<ClientConfig>>| {
+            Box::pin(async move { probe::probe(&target, &helo, tls.as_ref()).await }) as BoxFuture<'static, Report>
+        });
+        Self::with_probe(helo, concurrency, metrics, notify, probe)
+    }
+
+    /// As [`Prober::new`], running `probe` instead of real SMTP probes.
+    pub fn with_probe(
+        helo: String,
+        concurrency: usize,
+        metrics: Arc<Metrics>,
+        notify: impl Fn(&DomainKey) + Send + Sync + 'static,
+        probe: ProbeFn,
+    ) -> (Arc<Prober>, impl Future<Output = ()>) {
         let (commands, receiver) = mpsc::unbounded_channel();
         let prober = Arc::new(Prober {
             commands,
@@ -100,6 +119,7 @@ impl Prober {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             metrics,
             notify: Box::new(notify),
+            probe,
         });
         let run = prober.clone().run(receiver);
         (prober, run)
@@ -267,12 +287,13 @@ impl Prober {
             let Ok(_permit) = prober.permits.clone().acquire_owned().await else {
                 return;
             };
-            let report = probe::probe(&target, &prober.helo, tls.as_ref()).await;
+            let tls_checked = tls.is_some();
+            let report = (prober.probe)(target, prober.helo.clone(), tls).await;
             let _ = done.send(Done {
                 key,
                 generation,
                 report,
-                tls_checked: tls.is_some(),
+                tls_checked,
             });
         });
     }
@@ -302,4 +323,153 @@ fn spread(key: &DomainKey, period: Duration) -> Duration {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// What a stand-in probe saw: calls, and the most running at once.
+    #[derive(Default)]
+    struct Seen {
+        calls: AtomicUsize,
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    /// A probe that takes `takes` and answers Ok for port 25, Refused otherwise.
+    fn stand_in(seen: Arc<Seen>, takes: Duration) -> ProbeFn {
+        Arc::new(move |target: Target, _, _| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                seen.calls.fetch_add(1, SeqCst);
+                let running = seen.running.fetch_add(1, SeqCst) + 1;
+                seen.most.fetch_max(running, SeqCst);
+                tokio::time::sleep(takes).await;
+                seen.running.fetch_sub(1, SeqCst);
+                let outcome = if target.port == 25 {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed(ProbeFailureClass::Refused)
+                };
+                Report {
+                    outcome,
+                    latency: takes,
+                    detail: String::new(),
+                }
+            }) as BoxFuture<'static, Report>
+        })
+    }
+
+    fn registration(port: u16, period: u64) -> Registration {
+        Registration {
+            target: Target {
+                host: "mx.example.com".into(),
+                port,
+                timeout: Duration::from_secs(5),
+            },
+            period: Duration::from_secs(period),
+            policy: Policy {
+                failure_threshold: 3,
+                success_threshold: 3,
+                failure_classes: ProbeFailureClass::ALL.to_vec(),
+                heartbeat: Duration::from_secs(60),
+            },
+            tls: None,
+        }
+    }
+
+    fn key(name: &str) -> DomainKey {
+        ("tenant".into(), name.into())
+    }
+
+    /// A running prober with the stand-in probe; the domains it asked to reconcile, in order.
+    fn start(concurrency: usize, seen: &Arc<Seen>, takes: Duration) -> (Arc<Prober>, Arc<Mutex<Vec<DomainKey>>>) {
+        let notified = Arc::new(Mutex::new(Vec::new()));
+        let record = notified.clone();
+        let (prober, run) = Prober::with_probe(
+            "probe.test".into(),
+            concurrency,
+            Arc::new(Metrics::default()),
+            move |key: &DomainKey| lock(&record).push(key.clone()),
+            stand_in(seen.clone(), takes),
+        );
+        tokio::spawn(run);
+        (prober, notified)
+    }
+
+    /// Lets (paused) time pass in small steps until `done`.
+    async fn until(done: impl Fn() -> bool) {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_domain_is_probed_at_its_period_and_reconciled_only_on_a_change() {
+        let seen = Arc::new(Seen::default());
+        let (prober, notified) = start(4, &seen, Duration::from_millis(10));
+        prober.register(&key("d"), registration(25, 10));
+        tokio::time::sleep(Duration::from_secs(95)).await;
+        let calls = seen.calls.load(SeqCst);
+        assert!((9..=10).contains(&calls), "{calls} probes in 95 s at a 10 s period");
+        let health = prober.health(&key("d")).expect("probed");
+        assert_eq!(health.consecutive_successes as usize, calls);
+        // The first result, the run to the success threshold, one heartbeat: not every probe.
+        assert!((3..=4).contains(&lock(&notified).len()), "{:?}", lock(&notified));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_slower_than_its_period_never_runs_twice_at_once() {
+        let seen = Arc::new(Seen::default());
+        let (prober, _) = start(4, &seen, Duration::from_secs(25));
+        prober.register(&key("slow"), registration(25, 10));
+        tokio::time::sleep(Duration::from_secs(110)).await;
+        assert_eq!(seen.most.load(SeqCst), 1);
+        let calls = seen.calls.load(SeqCst);
+        assert!((4..=5).contains(&calls), "the next starts when one ends: {calls}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_run_at_most_concurrency_at_once() {
+        let seen = Arc::new(Seen::default());
+        let (prober, _) = start(2, &seen, Duration::from_secs(8));
+        for i in 0..6 {
+            prober.register(&key(&format!("d{i}")), registration(25, 10));
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(seen.most.load(SeqCst), 2);
+        assert!(seen.calls.load(SeqCst) >= 10, "the permits are reused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deregistered_domain_is_no_longer_probed_and_its_health_forgotten() {
+        let seen = Arc::new(Seen::default());
+        let (prober, _) = start(4, &seen, Duration::from_millis(10));
+        prober.register(&key("d"), registration(25, 10));
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert!(prober.health(&key("d")).is_some());
+        prober.deregister(&key("d"));
+        let calls = seen.calls.load(SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(seen.calls.load(SeqCst), calls);
+        assert_eq!(prober.health(&key("d")), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_result_about_an_old_target_is_dropped() {
+        let seen = Arc::new(Seen::default());
+        let (prober, _) = start(4, &seen, Duration::from_secs(7));
+        prober.register(&key("d"), registration(2525, 10));
+        // The old target's first probe is running when the target changes.
+        until(|| seen.running.load(SeqCst) == 1).await;
+        prober.register(&key("d"), registration(25, 10));
+        until(|| seen.running.load(SeqCst) == 0).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(prober.health(&key("d")), None, "the refused probe was about the old target");
+        until(|| prober.health(&key("d")).is_some()).await;
+        let health = prober.health(&key("d")).expect("probed");
+        assert_eq!((health.last.outcome, health.consecutive_failures), (Outcome::Ok, 0));
+    }
 }

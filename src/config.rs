@@ -39,7 +39,8 @@ pub struct Config {
     pub identity: Option<String>,
 
     /// How long a Lease holds without renewal. A replica that dies is replaced after this plus
-    /// up to two retry periods (observing the last renewal, then polling), about 14 s by default.
+    /// up to two jittered retry periods (observing the last renewal, then polling): 12 to 21 s
+    /// by default.
     #[arg(long, env = "LEASE_DURATION", default_value = "12s", value_parser = parse_duration)]
     pub lease_duration: Duration,
 
@@ -47,7 +48,8 @@ pub struct Config {
     #[arg(long, env = "RENEW_DEADLINE", default_value = "8s", value_parser = parse_duration)]
     pub renew_deadline: Duration,
 
-    /// Interval between attempts to acquire or renew the Lease.
+    /// Interval between attempts to renew the Lease; attempts to acquire it wait up to 2.2
+    /// times as long (client-go's jitter), so candidates do not race each other.
     #[arg(long, env = "RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
 

@@ -467,7 +467,11 @@ mod tests {
         prober.register(&key("d"), registration(25, 10));
         until(|| seen.running.load(SeqCst) == 0).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(prober.health(&key("d")), None, "the refused probe was about the old target");
+        assert_eq!(
+            prober.health(&key("d")),
+            None,
+            "the refused probe was about the old target"
+        );
         until(|| prober.health(&key("d")).is_some()).await;
         let health = prober.health(&key("d")).expect("probed");
         assert_eq!((health.last.outcome, health.consecutive_failures), (Outcome::Ok, 0));

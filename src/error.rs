@@ -38,6 +38,13 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A child's name is taken by an object this domain does not control: it is never written
+    /// or deleted.
+    #[error(
+        "{child} exists and is not controlled by this ContinuityDomain; it is left alone: delete it, or give this domain's child another name"
+    )]
+    NotOwned { child: String },
+
     /// A password could not be hashed (never the password itself, only what went wrong).
     #[error("cannot hash an emergency password: {0}")]
     PasswordHash(String),
@@ -55,7 +62,11 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 422),
             Error::Kube(_) => false,
-            Error::MissingField { .. } | Error::Serialize { .. } | Error::Config(_) | Error::PasswordHash(_) => true,
+            Error::MissingField { .. }
+            | Error::Serialize { .. }
+            | Error::Config(_)
+            | Error::PasswordHash(_)
+            | Error::NotOwned { .. } => true,
             Error::LeaderElection { .. } | Error::Http { .. } => false,
         }
     }
@@ -75,6 +86,7 @@ impl Error {
             },
             Error::Kube(_) => "transport",
             Error::MissingField { .. } => "missing_field",
+            Error::NotOwned { .. } => "not_owned",
             Error::Serialize { .. } => "serialize",
             Error::LeaderElection { .. } => "leader_election",
             Error::Http { .. } => "http",

@@ -50,6 +50,8 @@ pub mod reasons {
     pub const MANUAL_OVERRIDE: &str = "ManualOverride";
     /// The API server refused a child object the operator built (see the message).
     pub const CHILD_REJECTED: &str = "ChildRejected";
+    /// A child's name is taken by an object this domain does not control; it is left alone.
+    pub const CHILD_CONFLICT: &str = "ChildConflict";
     /// Event: mail now goes to the standby.
     pub const CONTINUITY_ACTIVATED: &str = "ContinuityActivated";
     /// Event: mail goes to the primary again.

@@ -1,6 +1,8 @@
 //! The controller's only writes: server-side apply of child objects and of status, under the
 //! one field manager, forced (the operator owns these fields), and the deletion of a child the
-//! spec no longer asks for. Applying a domain's [`Desired`] children yields [`Applied`]: what
+//! spec no longer asks for. An object this domain does not control (another domain's child, or
+//! anything else that happens to have the name) is never written nor deleted: forced apply
+//! would take it over, and garbage collection would delete it with the domain. Applying a domain's [`Desired`] children yields [`Applied`]: what
 //! was written and what the API server refused. An unchanged child (same spec
 //! hash as the cached one) and an unchanged status are never sent, nor is a repeat of what was
 //! just written while the cache catches up ([`super::memo`]); a steady-state reconcile makes no
@@ -73,9 +75,24 @@ where
     let name = desired.meta().name.clone().ok_or(missing("metadata.name"))?;
     let namespace = desired.namespace().ok_or(missing("metadata.namespace"))?;
     let hash = spec_hash(desired).ok_or(missing("spec hash annotation"))?;
+    let owner = controller_uid(desired).ok_or(missing("controller ownerReference"))?;
+    let api = Api::<K>::namespaced(ctx.writer.client.clone(), &namespace);
+    let describe = || format!("{}/{name}", K::kind(&()));
+    // The cache holds the operator's children only (by label); anything else of that name is
+    // looked up before it could be written over.
+    let cached = cache.get(&ObjectRef::new(&name).within(&namespace));
+    let foreign = match &cached {
+        Some(cached) => controller_uid(cached.as_ref()) != Some(owner),
+        None => api
+            .get_opt(&name)
+            .await?
+            .is_some_and(|existing| controller_uid(&existing) != Some(owner)),
+    };
+    if foreign {
+        return Err(Error::NotOwned { child: describe() });
+    }
     // The hash alone would miss a hand edit that kept the annotation: the cached child must
     // also still hold every field we want, with our values.
-    let cached = cache.get(&ObjectRef::new(&name).within(&namespace));
     if let Some(cached) = cached.as_deref()
         && spec_hash(cached) == Some(hash)
         && is_subset(&to_json(desired)?, &to_json(cached)?)
@@ -87,12 +104,21 @@ where
     if ctx.writer.memo.recently_written(&target, content) {
         return Ok(Outcome::AwaitingCache);
     }
-    Api::<K>::namespaced(ctx.writer.client.clone(), &namespace)
-        .patch(&name, &apply_params(), &Patch::Apply(desired))
-        .await?;
+    api.patch(&name, &apply_params(), &Patch::Apply(desired)).await?;
     ctx.writer.memo.record(target, content);
     ctx.metrics.api_write(&K::kind(&()), Write::Apply);
     Ok(Outcome::Written)
+}
+
+/// The uid of the object's controller (its controlling ownerReference), if it has one.
+fn controller_uid<K: Resource>(object: &K) -> Option<&str> {
+    object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| owner.uid.as_str())
 }
 
 /// A child the API server refused (permanently: a transient failure retries the reconcile).
@@ -169,11 +195,7 @@ where
     let Some(cached) = cache.get(&ObjectRef::new(name).within(namespace)) else {
         return Ok(Outcome::Unchanged);
     };
-    let controlled = cached
-        .owner_references()
-        .iter()
-        .any(|owner| owner.controller == Some(true) && owner.uid == owner_uid);
-    if !controlled {
+    if controller_uid(cached.as_ref()) != Some(owner_uid) {
         return Ok(Outcome::Unchanged);
     }
     let params = DeleteParams {

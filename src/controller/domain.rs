@@ -21,7 +21,7 @@ use crate::coverage;
 use crate::plan::{self, Course, Inputs};
 use crate::resources::names::ChildNames;
 use crate::routing::decision::{Decision, Flip};
-use crate::status::domain::{Acted, Report, Reported, Route, compute, whole_seconds};
+use crate::status::domain::{Acted, Refused, Report, Reported, Route, compute, whole_seconds};
 use crate::status::standby::Observed;
 use crate::validation::{self, Standing, claims};
 use crate::{Error, Result};
@@ -117,7 +117,10 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
                 covered: acting.covered,
                 without_password: acting.without_password,
                 standby: acting.standby,
-                refused: applied.refused.first().map(|refusal| refusal.error.to_string()),
+                refused: applied.refused.first().map(|refusal| Refused {
+                    conflict: matches!(refusal.error, Error::NotOwned { .. }),
+                    message: refusal.error.to_string(),
+                }),
             };
             (Reported::Acted(acted), applied)
         }

@@ -15,8 +15,9 @@ use crate::telemetry::metrics::{Metrics, Write};
 const QUIET_CONDITIONS: [&str; 2] = [types::PRIMARY_REACHABLE, types::CONTINUITY_ACTIVE];
 
 /// Reasons that mean something needs a human.
-const WARNING_REASONS: [&str; 9] = [
+const WARNING_REASONS: [&str; 10] = [
     reasons::CHILD_REJECTED,
+    reasons::CHILD_CONFLICT,
     reasons::INVALID_SPEC,
     reasons::DOMAIN_IMMUTABLE,
     reasons::DOMAIN_CLAIMED_ELSEWHERE,

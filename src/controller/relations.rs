@@ -16,6 +16,7 @@ use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::coverage::normalize;
 use crate::health::scheduler::DomainKey;
 use crate::validation::claims::{self, Claim};
+use crate::validation::rules;
 
 /// A Secret, as the indexes of who reads which Secret know it.
 pub type SecretKey = ObjectRef<Secret>;
@@ -211,8 +212,12 @@ pub fn index_address(user: &ContinuityUser) -> Option<(AddressKey, ObjectRef<Con
     ))
 }
 
-/// The claims index's key (the mail domain) and entry for a domain.
+/// The claims index's key (the mail domain) and entry for a domain. A domain whose name
+/// cannot name its children claims nothing: it will never serve the mail domain.
 pub fn index_claim(domain: &ContinuityDomain) -> Option<(String, Claim)> {
+    if rules::name_violation(&domain.name_any()).is_some() {
+        return None;
+    }
     Some((claims::claimed_domain(domain).to_owned(), Claim::of(domain)))
 }
 

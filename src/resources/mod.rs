@@ -208,7 +208,7 @@ fn subset(desired: &serde_json::Value, actual: &serde_json::Value, quantities: b
 }
 
 /// The amount a Kubernetes quantity (`1.5Gi`, `500m`, `1e3`) stands for.
-fn quantity(text: &str) -> Option<f64> {
+pub fn quantity(text: &str) -> Option<f64> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
         .unwrap_or(text.len());

@@ -49,8 +49,17 @@ pub struct Acted {
     /// The covered addresses without an emergency password, in order.
     pub without_password: Vec<String>,
     pub standby: Readiness,
-    /// Why the API server refused a child this reconcile built, if it did.
-    pub refused: Option<String>,
+    /// The first child this reconcile could not apply, if any.
+    pub refused: Option<Refused>,
+}
+
+/// A child that could not be applied, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// Its name is taken by an object this domain does not control (else the API server
+    /// refused it).
+    pub conflict: bool,
+    pub message: String,
 }
 
 /// A route decided and applied.
@@ -166,11 +175,18 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
             ),
         ),
         Reported::Acted(Acted {
-            refused: Some(refusal), ..
-        }) => (
-            DomainPhase::Degraded,
-            Desired::new(types::READY, Status::False, reasons::CHILD_REJECTED, refusal.clone()),
-        ),
+            refused: Some(refused), ..
+        }) => {
+            let reason = if refused.conflict {
+                reasons::CHILD_CONFLICT
+            } else {
+                reasons::CHILD_REJECTED
+            };
+            (
+                DomainPhase::Degraded,
+                Desired::new(types::READY, Status::False, reason, refused.message.clone()),
+            )
+        }
         Reported::Acted(acted) => serving(acted),
     };
 
@@ -722,11 +738,23 @@ mod tests {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
         let mut report = acted(&domain, Some(1), ready_standby(), None, 1);
         if let Reported::Acted(acted) = &mut report.course {
-            acted.refused = Some("Endpoints \"x\" is invalid".into());
+            acted.refused = Some(Refused {
+                conflict: false,
+                message: "Endpoints \"x\" is invalid".into(),
+            });
         }
         let status = compute(&domain, &report, &at(1), HEARTBEAT);
         assert_eq!(status.phase, Some(DomainPhase::Degraded));
         assert_eq!(condition(&status, types::READY), ("False", reasons::CHILD_REJECTED));
+
+        if let Reported::Acted(acted) = &mut report.course {
+            acted.refused = Some(Refused {
+                conflict: true,
+                message: "Service/x exists and is not controlled by this ContinuityDomain".into(),
+            });
+        }
+        let status = compute(&domain, &report, &at(1), HEARTBEAT);
+        assert_eq!(condition(&status, types::READY), ("False", reasons::CHILD_CONFLICT));
     }
 
     #[test]

@@ -14,8 +14,11 @@ use kube::CustomResourceExt;
 use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde::Serialize;
 
+use kube::ResourceExt;
+
 use crate::api::ContinuityDomain;
 use crate::host::Host;
+use crate::resources::names::ChildNames;
 
 /// Why a spec cannot be acted on; the message a user reads in the condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +81,10 @@ fn cel_violations<K: Serialize>(rules: &CompiledSchema, object: &K) -> Vec<Viola
 /// The primary's host, parsed, when nothing is wrong with the spec; otherwise everything
 /// wrong with it that the API server may have let through.
 pub fn check(domain: &ContinuityDomain) -> Result<Host, Vec<Violation>> {
-    let mut violations = cel_violations(&DOMAIN_RULES, domain);
+    let mut violations: Vec<Violation> = name_violation(&domain.name_any()).into_iter().collect();
+    violations.extend(cel_violations(&DOMAIN_RULES, domain));
+    violations.extend(service_name_violation(domain));
+    violations.extend(storage_violation(&domain.spec.archive.storage_size));
     let primary = primary_host(&domain.spec.primary.host);
     if let Err(violation) = &primary {
         violations.push(violation.clone());
@@ -99,6 +105,55 @@ pub fn check(domain: &ContinuityDomain) -> Result<Host, Vec<Violation>> {
     match primary {
         Ok(host) if violations.is_empty() => Ok(host),
         _ => Err(violations),
+    }
+}
+
+/// The longest name a ContinuityDomain may have: its StatefulSet `<name>-standby-mail` must
+/// leave room in the 63 characters of the `controller-revision-hash` label Kubernetes gives
+/// its pods (the name, a dash and a 10-character hash).
+pub const MAX_NAME_LENGTH: usize = 39;
+
+/// Why a ContinuityDomain's `metadata.name` cannot name its children (Services need DNS-1035
+/// labels: lower-case letters, digits and dashes, starting with a letter), if it cannot.
+pub fn name_violation(name: &str) -> Option<Violation> {
+    let label = name.len() <= MAX_NAME_LENGTH
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (!label).then(|| {
+        Violation::Rule(format!(
+            "metadata.name: {name:?} cannot name this domain's children: use at most {MAX_NAME_LENGTH} lower-case letters, digits and dashes, starting with a letter and not ending with a dash"
+        ))
+    })
+}
+
+/// `spec.routing.serviceName` naming one of the domain's other Services.
+fn service_name_violation(domain: &ContinuityDomain) -> Option<Violation> {
+    let chosen = domain.spec.routing.service_name.as_ref()?;
+    let names = ChildNames::of(&domain.name_any(), &domain.spec);
+    let taken = [
+        (&names.standby_mail, "standby mail"),
+        (&names.webmail, "webmail"),
+        (&names.primary, "primary"),
+    ];
+    let (_, what) = taken.iter().find(|(name, _)| *name == chosen)?;
+    Some(Violation::Rule(format!(
+        "spec.routing.serviceName: {chosen} is the name of this domain's {what} Service; the next hop needs a name of its own"
+    )))
+}
+
+/// The largest mail volume a domain may ask for: 1 PiB.
+const MAX_STORAGE_BYTES: f64 = 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0;
+
+/// `spec.archive.storageSize` that is no quantity, or an absurd one.
+fn storage_violation(size: &str) -> Option<Violation> {
+    match crate::resources::quantity(size) {
+        Some(bytes) if bytes > 0.0 && bytes <= MAX_STORAGE_BYTES => None,
+        _ => Some(Violation::Rule(format!(
+            "spec.archive.storageSize: {size:?} is not a size between 1 byte and 1Pi"
+        ))),
     }
 }
 
@@ -234,6 +289,42 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn names_that_cannot_name_children_are_refused() {
+        let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
+        for good in ["a", "example-com", &"a".repeat(MAX_NAME_LENGTH)] {
+            d.metadata.name = Some(good.to_owned());
+            assert_eq!(violations(&d), vec![], "{good}");
+        }
+        for bad in ["example.com", "1st", "a-", "Upper", &"a".repeat(MAX_NAME_LENGTH + 1)] {
+            d.metadata.name = Some(bad.to_owned());
+            assert!(
+                messages(&violations(&d)).contains("cannot name this domain's children"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_next_hop_cannot_take_another_childs_name() {
+        let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
+        d.spec.routing.service_name = Some("example-com-standby-mail".into());
+        assert!(messages(&violations(&d)).contains("standby mail Service"));
+        d.spec.routing.service_name = Some("mail-next-hop".into());
+        assert_eq!(violations(&d), vec![]);
+    }
+
+    #[test]
+    fn absurd_storage_sizes_are_refused() {
+        let mut d: ContinuityDomain = fixture("domain-minimal.yaml");
+        for bad in ["99999999999999999999999999Pi", "0", "lots", "-1Gi", "2Pi"] {
+            d.spec.archive.storage_size = bad.into();
+            assert!(messages(&violations(&d)).contains("spec.archive.storageSize"), "{bad}");
+        }
+        d.spec.archive.storage_size = "500Gi".into();
+        assert_eq!(violations(&d), vec![]);
     }
 
     #[test]

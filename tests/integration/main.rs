@@ -15,4 +15,5 @@ mod peers;
 mod pod_security;
 mod postfix;
 mod standby;
+mod tenancy;
 mod users;

@@ -1,0 +1,135 @@
+//! A tenant's ContinuityDomain never takes over an object its domain does not control:
+//! another domain's child, or anything else that happens to have the name. Names that cannot
+//! name children are refused before they claim a mail domain.
+
+use std::time::Duration;
+
+use continuity_operator::api::ContinuityDomain;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::Api;
+use kube::api::DeleteParams;
+
+use crate::common::*;
+
+fn with_service_name(name: &str, mail: &str, service: &str) -> String {
+    format!("{}  routing:\n    serviceName: {service}\n", domain_yaml(name, mail))
+}
+
+fn external_name(service: &Service) -> Option<String> {
+    service.spec.as_ref()?.external_name.clone()
+}
+
+fn controller(service: &Service) -> Option<String> {
+    service
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.name.clone())
+}
+
+/// Deletes the domain and waits until garbage collection has taken its coverage ConfigMap:
+/// whatever it owned is gone by then.
+async fn delete_and_collect(scene: &Scene, domain: &str) {
+    scene
+        .api::<ContinuityDomain>()
+        .delete(domain, &DeleteParams::default())
+        .await
+        .expect("deleting the domain");
+    let maps: Api<ConfigMap> = scene.api();
+    let coverage = format!("{domain}-coverage");
+    wait_for(
+        "garbage collection of the deleted domain's children",
+        Duration::from_secs(60),
+        || async { matches!(maps.get_opt(&coverage).await, Ok(None)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn another_domains_next_hop_is_not_taken_over() {
+    let scene = Scene::new("thief").await;
+    scene.apply(&domain_yaml("a", &scene.mail)).await;
+    let services: Api<Service> = scene.api();
+    let victim = wait_for("a's next hop", Duration::from_secs(30), || async {
+        services.get_opt("a-next-hop").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(controller(&victim).as_deref(), Some("a"));
+
+    let other_mail = mail_domain("thief-other");
+    scene.apply(&with_service_name("b", &other_mail, "a-next-hop")).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let thief = reach(&domains, "b", "Ready", "False", "ChildConflict").await;
+    let message = condition(&thief.status.expect("status").conditions, "Ready")
+        .expect("Ready")
+        .2;
+    assert!(message.contains("Service/a-next-hop"), "{message}");
+
+    let after = services.get("a-next-hop").await.expect("a's next hop");
+    assert_eq!(controller(&after).as_deref(), Some("a"), "still a's");
+    assert_eq!(external_name(&after), external_name(&victim), "still a's route");
+
+    delete_and_collect(&scene, "b").await;
+    assert!(
+        services.get_opt("a-next-hop").await.expect("get").is_some(),
+        "deleting the thief leaves a's next hop"
+    );
+}
+
+#[tokio::test]
+async fn an_unrelated_service_is_never_adopted_nor_deleted() {
+    let scene = Scene::new("adopt").await;
+    let plain =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: plain\nspec:\n  ports:\n  - port: 80\n    protocol: TCP\n";
+    scene.apply(plain).await;
+    scene.apply(&with_service_name("d", &scene.mail, "plain")).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    reach(&domains, "d", "Ready", "False", "ChildConflict").await;
+    let services: Api<Service> = scene.api();
+    let service = services.get("plain").await.expect("the Service");
+    assert_eq!(service.metadata.owner_references, None, "not adopted");
+    assert_eq!(service.spec.and_then(|s| s.type_).as_deref(), Some("ClusterIP"));
+
+    delete_and_collect(&scene, "d").await;
+    assert!(
+        services.get_opt("plain").await.expect("get").is_some(),
+        "not deleted with the domain"
+    );
+}
+
+#[tokio::test]
+async fn the_next_hop_cannot_take_the_standby_services_name() {
+    let scene = Scene::new("self-hop").await;
+    scene
+        .apply(&with_service_name("d", &scene.mail, "d-standby-mail"))
+        .await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let domain = reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
+    let message = condition(&domain.status.expect("status").conditions, "Ready")
+        .expect("Ready")
+        .2;
+    assert!(message.contains("standby mail Service"), "{message}");
+    let services: Api<Service> = scene.api();
+    assert!(
+        services.get_opt("d-standby-mail").await.expect("get").is_none(),
+        "nothing built"
+    );
+}
+
+#[tokio::test]
+async fn a_name_that_cannot_name_children_claims_nothing() {
+    let scene = Scene::new("bad-name").await;
+    let dotted = apply_yaml(&scene.client, &scene.namespace, &domain_yaml("has.dots", &scene.mail)).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let refused = reach(&domains, "has.dots", "Ready", "False", "InvalidSpec").await;
+    let message = condition(&refused.status.expect("status").conditions, "Ready")
+        .expect("Ready")
+        .2;
+    assert!(message.contains("at most 39"), "{message}");
+    // A later domain for the same mail domain gets it: the refused one claimed nothing.
+    created_after(&scene.client, &dotted[0]).await;
+    scene.apply(&domain_yaml("later", &scene.mail)).await;
+    reach(&domains, "later", "Conflict", "False", "DomainClaimAccepted").await;
+}

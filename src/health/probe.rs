@@ -334,10 +334,12 @@ async fn read_reply<S: AsyncRead + Unpin>(
             }
             Ok(Ok(_)) => String::from_utf8_lossy(&buffer).trim_end().to_owned(),
         };
+        // What a peer that does not speak SMTP sent is never repeated: status would show a
+        // tenant the banner (and host names) of whatever service the primary's address names.
         let parsed = parse_reply_line(&line).ok_or_else(|| {
             fail(
                 ProbeFailureClass::ProtocolError,
-                format!("not SMTP in {waiting_for}: {:.80}", line),
+                format!("the answer to {waiting_for} is not SMTP"),
             )
         })?;
         if code.is_some_and(|c| c != parsed.0) {

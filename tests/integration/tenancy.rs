@@ -10,6 +10,7 @@ use kube::Api;
 use kube::api::DeleteParams;
 
 use crate::common::*;
+use crate::peers::{Behavior, Peer};
 
 fn with_service_name(name: &str, mail: &str, service: &str) -> String {
     format!("{}  routing:\n    serviceName: {service}\n", domain_yaml(name, mail))
@@ -132,4 +133,26 @@ async fn a_name_that_cannot_name_children_claims_nothing() {
     created_after(&scene.client, &dotted[0]).await;
     scene.apply(&domain_yaml("later", &scene.mail)).await;
     reach(&domains, "later", "Conflict", "False", "DomainClaimAccepted").await;
+}
+
+/// A primary that is some other service (here an SSH server's banner) is a protocol error
+/// whose status says nothing of what the service sent: the prober is no banner grabber.
+#[tokio::test]
+async fn status_never_repeats_what_a_non_smtp_peer_sent() {
+    let scene = Scene::new("banner").await;
+    let ssh = Peer::start(Behavior::Greets(
+        "SSH-2.0-OpenSSH_9.2p1 Debian-2 internal-db.corp.example",
+    ))
+    .await;
+    let yaml = domain_yaml("d", &scene.mail).replace(
+        &format!("host: mx.{}", scene.mail),
+        &format!("host: localhost\n    port: {}", ssh.port),
+    );
+    scene.apply(&yaml).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let domain = reach(&domains, "d", "PrimaryReachable", "False", "ProtocolError").await;
+    let status = serde_json::to_string(&domain.status).expect("status as JSON");
+    for leaked in ["SSH-2.0", "OpenSSH", "internal-db"] {
+        assert!(!status.contains(leaked), "status repeats {leaked:?}: {status}");
+    }
 }

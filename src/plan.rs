@@ -100,8 +100,8 @@ pub fn plan(domain: &ContinuityDomain, validation: Validation<'_>, inputs: &Inpu
 }
 
 fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &Inputs<'_>) -> Result<Acting> {
-    let previous_route = domain.status.as_ref().and_then(|s| s.routing.as_ref());
-    let decision = decision::decide(&domain.spec, previous_route, inputs.health, inputs.now);
+    let recorded = decision::Recorded::of(domain.status.as_ref());
+    let decision = decision::decide(&domain.spec, recorded, inputs.health, inputs.now);
     let (routing, _) = resources::stamp(next_hop::service(validated, decision.target))?;
     let mut desired = Desired {
         routing: Child::Service(routing),

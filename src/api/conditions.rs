@@ -46,6 +46,9 @@ pub mod reasons {
     /// The primary is healthy again; routing returns to it once the minimum time between flips
     /// has passed.
     pub const FAILBACK_PENDING: &str = "FailbackPending";
+    /// The primary is failing; routing moves to the standby once the minimum time between
+    /// flips has passed since the last failback.
+    pub const FAILOVER_PENDING: &str = "FailoverPending";
     /// Manual mode: `activation.override` decides.
     pub const MANUAL_OVERRIDE: &str = "ManualOverride";
     /// The API server refused a child object the operator built (see the message).

@@ -4,18 +4,19 @@
 //! never flips just because it has no probe history yet.
 //!
 //! - Automatic: `failureThreshold` consecutive counted failures route mail to the standby;
-//!   `successThreshold` consecutive successes route it back, but not before
-//!   `minFlipIntervalSeconds` have passed since the last flip, so a flapping primary cannot
-//!   bounce mail back and forth faster than that.
+//!   `successThreshold` consecutive successes route it back. Either flip waits until
+//!   `minFlipIntervalSeconds` have passed since the last one, so a flapping primary cannot
+//!   bounce mail back and forth faster than that (a primary failing meanwhile is the
+//!   gateway's to queue for, as before any failover).
 //! - Manual: `activation.override` decides at once; health is still probed and reported.
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::ContinuityDomainSpec;
 use crate::api::conditions::reasons;
 use crate::api::domain::{ActivationMode, ManualOverride, RouteTarget, RoutingStatus};
+use crate::api::{ContinuityDomainSpec, ContinuityDomainStatus};
 use crate::health::tracker::Health;
 
 /// A change of route made by this decision.
@@ -39,13 +40,43 @@ pub struct Decision {
     pub recheck_in: Option<Duration>,
 }
 
-/// Decides the route at `now` from the spec, the route in status and the observed health.
+/// What the domain's status records of its routing: the state of the machine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recorded<'a> {
+    pub route: Option<&'a RoutingStatus>,
+    /// When mail last returned to the primary.
+    pub last_failback: Option<Timestamp>,
+}
+
+impl<'a> Recorded<'a> {
+    /// What `status` records.
+    pub fn of(status: Option<&'a ContinuityDomainStatus>) -> Self {
+        Recorded {
+            route: status.and_then(|s| s.routing.as_ref()),
+            last_failback: status
+                .and_then(|s| s.continuity.as_ref())
+                .and_then(|c| c.last_deactivation_time.as_ref())
+                .map(|t| t.0),
+        }
+    }
+
+    /// Only a route, never failed back.
+    pub fn route(route: &'a RoutingStatus) -> Self {
+        Recorded {
+            route: Some(route),
+            last_failback: None,
+        }
+    }
+}
+
+/// Decides the route at `now` from the spec, what status records and the observed health.
 pub fn decide(
     spec: &ContinuityDomainSpec,
-    previous: Option<&RoutingStatus>,
+    recorded: Recorded<'_>,
     health: Option<&Health>,
     now: Timestamp,
 ) -> Decision {
+    let previous = recorded.route;
     let current = previous.map_or(RouteTarget::Primary, |r| r.target);
     let since = previous.map_or(now, |r| r.since.0);
     let stay = |reason: &'static str, message: String| Decision {
@@ -89,12 +120,34 @@ pub fn decide(
     let last = health
         .map(|h| format!("{}: {}", h.last.outcome.name(), h.last.detail))
         .unwrap_or_default();
+    let hold = Duration::from_secs(check.min_flip_interval_seconds.into());
+    let held_since = |flipped: Timestamp| {
+        let elapsed = Duration::try_from(now.duration_since(flipped)).unwrap_or_default();
+        (elapsed < hold).then(|| hold - elapsed)
+    };
     match current {
-        RouteTarget::Primary if failures >= check.failure_threshold => flip_to(
-            RouteTarget::Standby,
-            reasons::PRIMARY_UNREACHABLE,
-            format!("the primary failed {failures} consecutive health checks (last {last}); mail goes to the standby"),
-        ),
+        RouteTarget::Primary if failures >= check.failure_threshold => {
+            match recorded.last_failback.and_then(|back| Some((back, held_since(back)?))) {
+                Some((back, remaining)) => Decision {
+                    recheck_in: Some(remaining),
+                    ..stay(
+                        reasons::FAILOVER_PENDING,
+                        format!(
+                            "the primary is failing health checks; mail goes to the standby at {}, {}s after the last flip",
+                            back + hold,
+                            hold.as_secs()
+                        ),
+                    )
+                },
+                None => flip_to(
+                    RouteTarget::Standby,
+                    reasons::PRIMARY_UNREACHABLE,
+                    format!(
+                        "the primary failed {failures} consecutive health checks (last {last}); mail goes to the standby"
+                    ),
+                ),
+            }
+        }
         RouteTarget::Primary => stay(
             reasons::PRIMARY_SERVING,
             format!(
@@ -103,16 +156,7 @@ pub fn decide(
             ),
         ),
         RouteTarget::Standby if successes >= check.success_threshold => {
-            let hold = Duration::from_secs(check.min_flip_interval_seconds.into());
-            let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
-            if elapsed >= hold {
-                flip_to(
-                    RouteTarget::Primary,
-                    reasons::PRIMARY_SERVING,
-                    format!("the primary passed {successes} consecutive health checks; mail goes to the primary again"),
-                )
-            } else {
-                let remaining = hold - elapsed;
+            if let Some(remaining) = held_since(since) {
                 Decision {
                     recheck_in: Some(remaining),
                     ..stay(
@@ -126,6 +170,12 @@ pub fn decide(
                         ),
                     )
                 }
+            } else {
+                flip_to(
+                    RouteTarget::Primary,
+                    reasons::PRIMARY_SERVING,
+                    format!("the primary passed {successes} consecutive health checks; mail goes to the primary again"),
+                )
             }
         }
         RouteTarget::Standby => stay(
@@ -184,9 +234,9 @@ mod tests {
     #[test]
     fn fails_over_at_the_threshold_and_not_before() {
         let primary = routed(RouteTarget::Primary, 0);
-        let below = decide(&spec(), Some(&primary), Some(&health(2, 0)), at(100));
+        let below = decide(&spec(), Recorded::route(&primary), Some(&health(2, 0)), at(100));
         assert_eq!((below.target, below.flip), (RouteTarget::Primary, None));
-        let at_threshold = decide(&spec(), Some(&primary), Some(&health(3, 0)), at(100));
+        let at_threshold = decide(&spec(), Recorded::route(&primary), Some(&health(3, 0)), at(100));
         assert_eq!(
             (at_threshold.target, at_threshold.flip),
             (RouteTarget::Standby, Some(Flip::ToStandby))
@@ -202,14 +252,14 @@ mod tests {
     #[test]
     fn fails_back_only_after_the_success_threshold_and_the_hold_time() {
         let standby = routed(RouteTarget::Standby, 1000);
-        let too_few = decide(&spec(), Some(&standby), Some(&health(0, 2)), at(2000));
+        let too_few = decide(&spec(), Recorded::route(&standby), Some(&health(0, 2)), at(2000));
         assert_eq!(too_few.flip, None);
-        let too_soon = decide(&spec(), Some(&standby), Some(&health(0, 3)), at(1030));
+        let too_soon = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), at(1030));
         assert_eq!((too_soon.flip, too_soon.reason), (None, reasons::FAILBACK_PENDING));
         assert_eq!(too_soon.recheck_in, Some(Duration::from_secs(30)));
-        let later = decide(&spec(), Some(&standby), Some(&health(0, 4)), at(1045));
+        let later = decide(&spec(), Recorded::route(&standby), Some(&health(0, 4)), at(1045));
         assert_eq!(later.message, too_soon.message, "no countdown in the message");
-        let after_hold = decide(&spec(), Some(&standby), Some(&health(0, 3)), at(1060));
+        let after_hold = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), at(1060));
         assert_eq!(
             (after_hold.target, after_hold.flip),
             (RouteTarget::Primary, Some(Flip::ToPrimary))
@@ -220,11 +270,11 @@ mod tests {
     fn no_probe_history_never_flips() {
         // A restarted operator: routing comes from status, counters start at zero.
         for route in [routed(RouteTarget::Standby, 0), routed(RouteTarget::Primary, 0)] {
-            let decision = decide(&spec(), Some(&route), None, at(10_000));
+            let decision = decide(&spec(), Recorded::route(&route), None, at(10_000));
             assert_eq!((decision.target, decision.flip), (route.target, None));
             assert_eq!(decision.since, at(0));
         }
-        let fresh = decide(&spec(), None, None, at(5));
+        let fresh = decide(&spec(), Recorded::default(), None, at(5));
         assert_eq!((fresh.target, fresh.since), (RouteTarget::Primary, at(5)));
     }
 
@@ -235,7 +285,7 @@ mod tests {
         manual.activation.manual_override = Some(ManualOverride::Active);
         let on = decide(
             &manual,
-            Some(&routed(RouteTarget::Primary, 0)),
+            Recorded::route(&routed(RouteTarget::Primary, 0)),
             Some(&health(0, 50)),
             at(1),
         );
@@ -246,7 +296,7 @@ mod tests {
         manual.activation.manual_override = Some(ManualOverride::Inactive);
         let off = decide(
             &manual,
-            Some(&routed(RouteTarget::Standby, 0)),
+            Recorded::route(&routed(RouteTarget::Standby, 0)),
             Some(&health(50, 0)),
             at(1),
         );
@@ -259,6 +309,7 @@ mod tests {
     fn a_flapping_primary_flips_no_more_than_the_hold_time_allows() {
         let spec = spec(); // thresholds 3/3, hold 60 s, probes every 3 s
         let mut route = routed(RouteTarget::Primary, 0);
+        let mut last_failback = None;
         let (mut failures, mut successes, mut flips) = (0, 0, Vec::new());
         for tick in 0..400 {
             let now = 3 * tick; // seconds
@@ -270,24 +321,42 @@ mod tests {
                 successes += 1;
                 failures = 0;
             }
-            let decision = decide(&spec, Some(&route), Some(&health(failures, successes)), at(now));
-            if decision.flip.is_some() {
+            let recorded = Recorded {
+                route: Some(&route),
+                last_failback,
+            };
+            let decision = decide(&spec, recorded, Some(&health(failures, successes)), at(now));
+            if let Some(flip) = decision.flip {
                 flips.push(now);
+                if flip == Flip::ToPrimary {
+                    last_failback = Some(at(now));
+                }
             }
             route = routed(decision.target, decision.since.as_second());
         }
-        let failbacks: Vec<i64> = flips.iter().copied().skip(1).step_by(2).collect();
-        for pair in flips.windows(3).step_by(2) {
-            assert!(pair[2] - pair[0] >= 60, "two failovers within the hold time: {flips:?}");
-        }
         assert!(
-            failbacks
-                .iter()
-                .zip(flips.iter().step_by(2))
-                .all(|(back, over)| back - over >= 60)
+            flips.windows(2).all(|pair| pair[1] - pair[0] >= 60),
+            "two flips within the hold time: {flips:?}"
         );
-        // 1200 s of flapping allows at most 2 flips per 60 s.
-        assert!(flips.len() <= 2 * 1200 / 60, "{} flips", flips.len());
         assert!(flips.len() >= 2, "it does fail over and back");
+    }
+
+    #[test]
+    fn a_failover_right_after_a_failback_waits_for_the_hold_time() {
+        let back = routed(RouteTarget::Primary, 1000);
+        let recorded = Recorded {
+            route: Some(&back),
+            last_failback: Some(at(1000)),
+        };
+        let too_soon = decide(&spec(), recorded, Some(&health(3, 0)), at(1030));
+        assert_eq!(
+            (too_soon.target, too_soon.flip, too_soon.reason),
+            (RouteTarget::Primary, None, reasons::FAILOVER_PENDING)
+        );
+        assert_eq!(too_soon.recheck_in, Some(Duration::from_secs(30)));
+        let later = decide(&spec(), recorded, Some(&health(9, 0)), at(1045));
+        assert_eq!(later.message, too_soon.message, "no countdown in the message");
+        let after_hold = decide(&spec(), recorded, Some(&health(3, 0)), at(1060));
+        assert_eq!(after_hold.flip, Some(Flip::ToStandby));
     }
 }

@@ -423,7 +423,7 @@ mod tests {
     use crate::api::conditions::find;
     use crate::api::domain::ProbeFailureClass;
     use crate::health::probe::Report as ProbeReport;
-    use crate::routing::decision::decide;
+    use crate::routing::decision::{Recorded, decide};
     use crate::status::standby::{Expected, Observed, judge};
     use crate::testing::fixture;
     use crate::validation::claims::Claim;
@@ -463,8 +463,12 @@ mod tests {
         health: Option<Health>,
         now: i64,
     ) -> Report {
-        let routing = domain.status.as_ref().and_then(|s| s.routing.clone());
-        let decision = decide(&domain.spec, routing.as_ref(), health.as_ref(), at(now).0);
+        let decision = decide(
+            &domain.spec,
+            Recorded::of(domain.status.as_ref()),
+            health.as_ref(),
+            at(now).0,
+        );
         Report {
             claim: ClaimOutcome::Accepted,
             health,

@@ -448,3 +448,63 @@ async fn a_hung_primary_fails_over_on_timeouts() {
         Some("Timeout".into())
     );
 }
+
+/// A flapping primary (1 s probes, failover after 3 failures, failback after 2 successes, 10 s
+/// between flips): every flip, failover or failback, comes at least 10 s after the one
+/// before. The primary is driven by probe counts: down for 4 probes, up for 2, six times.
+#[tokio::test]
+async fn a_flapping_primary_flips_no_faster_than_the_minimum_interval() {
+    let scene = Scene::new("flapping").await;
+    let primary = Peer::start(Behavior::Smtp(None)).await;
+    let yaml = probed_domain("d", &scene.mail, primary.port, "")
+        .replace("minFlipIntervalSeconds: 5", "minFlipIntervalSeconds: 10");
+    scene.apply(&yaml).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
+
+    // Every route the status shows, with the second it was decided.
+    let routes: std::sync::Arc<std::sync::Mutex<Vec<(RouteTarget, i64)>>> = Default::default();
+    let recorder = {
+        let (watching, routes) = (domains.clone(), routes.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(route) = watching.get("d").await.ok().and_then(|d| d.status?.routing) {
+                    let seen = (route.target, route.since.0.as_second());
+                    let mut routes = routes.lock().expect("routes");
+                    if routes.last() != Some(&seen) {
+                        routes.push(seen);
+                    }
+                }
+                // The poll interval bounds nothing the test asserts: flips are seconds apart.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let operator = &scene.operator;
+    let (timeouts, oks) = (
+        r#"continuity_probes_total{result="Timeout"}"#,
+        r#"continuity_probes_total{result="Ok"}"#,
+    );
+    for _ in 0..6 {
+        primary.set_silent(true);
+        let seen = operator.metric(timeouts).await;
+        wait_for("four failed probes", Duration::from_secs(30), || async {
+            (operator.metric(timeouts).await >= seen + 4.0).then_some(())
+        })
+        .await;
+        primary.set_silent(false);
+        let seen = operator.metric(oks).await;
+        wait_for("two good probes", Duration::from_secs(30), || async {
+            (operator.metric(oks).await >= seen + 2.0).then_some(())
+        })
+        .await;
+    }
+    recorder.abort();
+    let routes = routes.lock().expect("routes").clone();
+    let flips: Vec<i64> = routes.iter().skip(1).map(|(_, since)| *since).collect();
+    assert!(flips.len() >= 2, "it fails over and back: {routes:?}");
+    assert!(
+        flips.windows(2).all(|pair| pair[1] - pair[0] >= 10),
+        "two flips less than 10 s apart: {routes:?}"
+    );
+}

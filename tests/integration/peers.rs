@@ -69,7 +69,12 @@ impl Peer {
 
     /// From now on, accepts connections and says nothing (a hung server).
     pub fn go_silent(&self) {
-        self.silent.store(true, Ordering::Relaxed);
+        self.set_silent(true);
+    }
+
+    /// Hangs (`true`) or serves as started (`false`) from the next connection on.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::Relaxed);
     }
 }
 

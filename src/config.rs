@@ -11,6 +11,7 @@ use crate::resources::network_policy::GatewayPeers;
 use crate::resources::{Environment, Images};
 use crate::standby::images;
 use crate::telemetry::logging::LogFormat;
+use crate::validation::policy::{DEFAULT_WEBMAIL_ANNOTATIONS, TenantPolicy};
 use crate::{Error, Result};
 
 /// Kubernetes operator for an email Continuity Service.
@@ -116,6 +117,15 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_CIDRS", value_delimiter = ',')]
     pub gateway_cidrs: Vec<String>,
 
+    /// Prefixes (comma-separated) that images a domain names for its own standby must start
+    /// with, as `registry.example/mail/`. Default: none, a domain runs the provider's images.
+    #[arg(long, env = "ALLOWED_IMAGE_PREFIXES", value_delimiter = ',')]
+    pub allowed_image_prefixes: Vec<String>,
+
+    /// Annotation keys (comma-separated) a domain may put on its webmail Ingress.
+    #[arg(long, env = "ALLOWED_WEBMAIL_ANNOTATIONS", value_delimiter = ',', default_value = DEFAULT_WEBMAIL_ANNOTATIONS)]
+    pub allowed_webmail_annotations: Vec<String>,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -180,6 +190,10 @@ impl Config {
                 pod_labels: parse_labels("--gateway-pod-labels", &self.gateway_pod_labels)?,
                 cidrs: self.gateway_cidrs.clone(),
             },
+            policy: TenantPolicy {
+                image_prefixes: non_empty(&self.allowed_image_prefixes),
+                webmail_annotations: non_empty(&self.allowed_webmail_annotations),
+            },
         })
     }
 }
@@ -207,6 +221,15 @@ fn parse_cidr(text: &str) -> Result<()> {
         return Err(invalid());
     }
     Ok(())
+}
+
+/// The entries of a comma-separated flag, without empty ones (`--flag=` means none).
+fn non_empty(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Parses a Go-style duration (`500ms`, `15s`, `1m30s`, `1.5h`), as Kubernetes components'

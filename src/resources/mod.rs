@@ -119,6 +119,8 @@ pub struct Environment {
     pub images: Images,
     /// Who may send SMTP to the standbys.
     pub gateway: network_policy::GatewayPeers,
+    /// What the provider lets tenants set.
+    pub policy: crate::validation::policy::TenantPolicy,
 }
 
 /// Default images of the standby's containers.

@@ -10,6 +10,7 @@ use crate::api::ContinuityDomain;
 use crate::resources::network_policy::GatewayPeers;
 use crate::resources::{Environment, Images};
 use crate::standby::images;
+use crate::validation::policy::{DEFAULT_WEBMAIL_ANNOTATIONS, TenantPolicy};
 use crate::validation::{Standing, ValidatedDomain, claims::Claim, validate};
 
 /// The operator's default images, a gateway in namespace `mail-gateway`, `cluster.local`.
@@ -24,6 +25,10 @@ pub fn environment() -> Environment {
         gateway: GatewayPeers {
             namespace_labels: BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), "mail-gateway".to_owned())]),
             ..GatewayPeers::default()
+        },
+        policy: TenantPolicy {
+            image_prefixes: Vec::new(),
+            webmail_annotations: DEFAULT_WEBMAIL_ANNOTATIONS.split(',').map(str::to_owned).collect(),
         },
     }
 }

@@ -1,10 +1,11 @@
 //! The first stage of a domain's reconcile: from the resource as written (hostile input) to
 //! either a [`ValidatedDomain`] that the builders take and cannot fail on, or the reason the
 //! domain may not act ([`Idle`]). What validation checks lives in [`rules`] (the CRD's CEL
-//! rules evaluated in code, and what the schema cannot say) and [`claims`] (which resource
-//! owns a mail domain).
+//! rules evaluated in code, and what the schema cannot say), [`policy`] (what the provider
+//! lets tenants set) and [`claims`] (which resource owns a mail domain).
 
 pub mod claims;
+pub mod policy;
 pub mod rules;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -80,8 +81,13 @@ pub fn validate<'a>(domain: &'a ContinuityDomain, claimants: &[Claim], env: &'a 
     let standing = if domain.spec.suspend {
         Standing::Idle(Idle::Suspended)
     } else {
+        let disallowed = env.policy.violations(&domain.spec);
         match (rules::check(domain), &claim) {
-            (Err(violations), _) => Standing::Idle(Idle::Invalid(violations)),
+            (Err(mut violations), _) => {
+                violations.extend(disallowed);
+                Standing::Idle(Idle::Invalid(violations))
+            }
+            (Ok(_), _) if !disallowed.is_empty() => Standing::Idle(Idle::Invalid(disallowed)),
             (Ok(_), ClaimOutcome::Lost { winner }) => Standing::Idle(Idle::ClaimLost { winner: winner.clone() }),
             (Ok(primary), ClaimOutcome::Accepted) => Standing::Acts(Box::new(acting(domain, primary, env)?)),
         }

@@ -270,9 +270,17 @@ pub struct Scene {
 
 impl Scene {
     pub async fn new(label: &str) -> Scene {
+        Self::with_flags(label, &[]).await
+    }
+
+    /// A scene whose operator runs with these more flags.
+    pub async fn with_flags(label: &str, flags: &[&str]) -> Scene {
         let client = client().await;
         let namespace = namespace(&client, label).await;
-        let operator = Operator::start(OperatorOptions::scoped(&namespace));
+        let operator = Operator::start(OperatorOptions {
+            args: flags.iter().map(|f| (*f).to_owned()).collect(),
+            ..OperatorOptions::scoped(&namespace)
+        });
         Scene {
             client,
             namespace,
@@ -335,6 +343,8 @@ pub struct OperatorOptions<'a> {
     pub identity: String,
     pub kubeconfig: PathBuf,
     pub lease_namespace: Option<String>,
+    /// More flags.
+    pub args: Vec<String>,
 }
 
 impl<'a> OperatorOptions<'a> {
@@ -346,6 +356,7 @@ impl<'a> OperatorOptions<'a> {
             identity: unique("operator"),
             kubeconfig: kubeconfig().to_owned(),
             lease_namespace: None,
+            args: Vec::new(),
         }
     }
 }
@@ -402,6 +413,7 @@ impl Operator {
             .args(["--lease-name", &options.lease_name])
             .args(["--identity", &options.identity])
             .args(["--http-addr", "127.0.0.1:0"])
+            .args(&options.args)
             .env("KUBECONFIG", &options.kubeconfig)
             .env("RUST_LOG", "info,continuity_operator=debug")
             .env_remove("WATCH_NAMESPACE")

@@ -473,7 +473,8 @@ fn changed(
 
 #[tokio::test]
 async fn a_spec_change_rewrites_exactly_the_children_it_affects() {
-    let scene = Scene::new("affected").await;
+    // The Postfix image change below is one the provider allows.
+    let scene = Scene::with_flags("affected", &["--allowed-image-prefixes=registry.example/"]).await;
     scene
         .apply(&secret_yaml("shared", &[("alice", "x-1"), ("bob", "x-2")]))
         .await;

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use continuity_operator::api::ContinuityDomain;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::DeleteParams;
 
@@ -155,4 +157,50 @@ async fn status_never_repeats_what_a_non_smtp_peer_sent() {
     for leaked in ["SSH-2.0", "OpenSSH", "internal-db"] {
         assert!(!status.contains(leaked), "status repeats {leaked:?}: {status}");
     }
+}
+
+/// A tenant's own image would run with the mail pod's privileges: only images under a prefix
+/// the provider allows are used; here it allows none.
+#[tokio::test]
+async fn an_image_the_provider_did_not_allow_never_runs() {
+    let scene = Scene::new("own-image").await;
+    let yaml = format!(
+        "{}  standby:\n    mail:\n      postfixImage: docker.io/someone/postfix-as-root:latest\n",
+        domain_yaml("d", &scene.mail)
+    );
+    scene.apply(&yaml).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let domain = reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
+    let message = condition(&domain.status.expect("status").conditions, "Ready")
+        .expect("Ready")
+        .2;
+    assert!(message.contains("spec.standby.mail.postfixImage"), "{message}");
+    let sets: Api<StatefulSet> = scene.api();
+    assert!(
+        sets.get_opt("d-standby-mail").await.expect("get").is_none(),
+        "nothing runs"
+    );
+}
+
+/// An annotation the ingress controller would execute never reaches the Ingress.
+#[tokio::test]
+async fn a_snippet_annotation_never_reaches_the_ingress() {
+    let scene = Scene::new("snippet").await;
+    let yaml = format!(
+        "{}  webmail:\n    host: webmail.{}\n    annotations:\n      nginx.ingress.kubernetes.io/server-snippet: \"location /x {{ return 200; }}\"\n",
+        domain_yaml("d", &scene.mail),
+        scene.mail
+    );
+    scene.apply(&yaml).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let domain = reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
+    let message = condition(&domain.status.expect("status").conditions, "Ready")
+        .expect("Ready")
+        .2;
+    assert!(message.contains("server-snippet"), "{message}");
+    let ingresses: Api<Ingress> = scene.api();
+    assert!(
+        ingresses.get_opt("d-webmail").await.expect("get").is_none(),
+        "no Ingress"
+    );
 }

@@ -46,6 +46,9 @@ log "CRDs installed"
 
 if [ "${CONTINUITY_SKIP_EXAMPLES:-}" != 1 ]; then
   kubectl create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  # The provider grants the namespace the examples' mail domains.
+  kubectl annotate --overwrite namespace "$DEMO_NAMESPACE" \
+    continuity.mailops.io/allowed-domains=example.com,shop.example.org,corp.example.net >/dev/null
   kubectl apply -n "$DEMO_NAMESPACE" -f examples/ >/dev/null
   log "examples applied in namespace $DEMO_NAMESPACE"
 fi

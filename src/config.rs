@@ -129,6 +129,11 @@ pub struct Config {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Whether a namespace serves only the mail domains its annotation
+    /// `continuity.mailops.io/allowed-domains` grants (`on`), or any (`off`: one tenant only).
+    #[arg(long, env = "DOMAIN_GRANTS", value_enum, default_value_t = Switch::On)]
+    pub domain_grants: Switch,
 }
 
 impl Config {
@@ -221,6 +226,13 @@ fn parse_cidr(text: &str) -> Result<()> {
         return Err(invalid());
     }
     Ok(())
+}
+
+/// A feature flag's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// The entries of a comma-separated flag, without empty ones (`--flag=` means none).

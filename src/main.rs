@@ -9,7 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tracing::{error, info};
 
-use continuity_operator::config::Config;
+use continuity_operator::config::{Config, Switch};
 use continuity_operator::controller::{self, Settings};
 use continuity_operator::http;
 use continuity_operator::leader::{LeaderElector, Timing};
@@ -85,6 +85,7 @@ async fn run(config: Config) -> Result<()> {
         probe_helo: config.probe_helo_name.clone().unwrap_or_else(host_name),
         max_concurrent_probes: config.max_concurrent_probes,
         transport_map,
+        domain_grants: config.domain_grants == Switch::On,
     };
     let controllers = controller::run(client, settings, metrics.clone(), readiness.clone(), shutdown);
     tokio::select! {

@@ -257,7 +257,7 @@ mod tests {
         health: Option<&Health>,
         world: &World<'_>,
     ) -> Plan {
-        let validation = validate(domain, claimants, &world.env).unwrap();
+        let validation = validate(domain, true, claimants, &world.env).unwrap();
         let credentials = credentials_of(domain, users, world);
         plan(
             domain,

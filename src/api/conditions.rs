@@ -53,6 +53,8 @@ pub mod reasons {
     pub const MANUAL_OVERRIDE: &str = "ManualOverride";
     /// The API server refused a child object the operator built (see the message).
     pub const CHILD_REJECTED: &str = "ChildRejected";
+    /// The provider has not granted the namespace the domain's mail domain.
+    pub const DOMAIN_NOT_GRANTED: &str = "DomainNotGranted";
     /// A child's name is taken by an object this domain does not control; it is left alone.
     pub const CHILD_CONFLICT: &str = "ChildConflict";
     /// Event: mail now goes to the standby.

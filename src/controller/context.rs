@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -29,6 +30,7 @@ use crate::resources::Environment;
 use crate::standby::passwords::PasswordHasher;
 use crate::telemetry::Metrics;
 use crate::validation::claims::Claim;
+use crate::validation::grants;
 
 /// How long a reconcile that arrives before the caches are synced waits to be retried.
 pub const CACHE_SYNC_RETRY: Duration = Duration::from_millis(500);
@@ -57,6 +59,8 @@ pub struct Settings {
     pub max_concurrent_probes: usize,
     /// The transport map ConfigMap (namespace, name); none when `None`.
     pub transport_map: Option<(String, String)>,
+    /// Whether namespaces serve only the mail domains the provider granted them.
+    pub domain_grants: bool,
 }
 
 /// Everything a reconcile reads and uses to write.
@@ -122,6 +126,8 @@ pub struct Caches {
     pub deployments: Store<Deployment>,
     pub ingresses: Store<Ingress>,
     pub secrets: secrets::PasswordSecrets,
+    /// Namespaces' metadata (their grants), when grants are enforced.
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
 }
 
 /// The parts of a [`Context`] that reach outside the process.
@@ -182,6 +188,7 @@ impl Context {
             && store_ready(&c.deployments)
             && store_ready(&c.ingresses)
             && store_ready(c.secrets.versions())
+            && c.namespaces.as_ref().is_none_or(store_ready)
             && i.users_by_domain.synced()
             && i.users_by_address.synced()
             && i.claims.synced()
@@ -207,6 +214,9 @@ impl Context {
             c.secrets.versions().wait_until_ready().boxed(),
         ])
         .await;
+        if let Some(namespaces) = &c.namespaces {
+            let _ = namespaces.wait_until_ready().await;
+        }
         futures::join!(
             i.users_by_domain.wait_until_synced(),
             i.users_by_address.wait_until_synced(),
@@ -224,6 +234,22 @@ impl Context {
             .iter()
             .filter_map(|user| self.caches.users.get(user))
             .collect()
+    }
+
+    /// Whether `namespace` may serve `mail_domain` (always, when grants are not enforced).
+    pub fn granted(&self, namespace: &str, mail_domain: &str) -> bool {
+        let Some(namespaces) = &self.caches.namespaces else {
+            return true;
+        };
+        let cached = namespaces.get(&ObjectRef::new(namespace));
+        let annotation = cached.as_deref().and_then(|ns| {
+            ns.metadata
+                .annotations
+                .as_ref()?
+                .get(grants::ANNOTATION)
+                .map(String::as_str)
+        });
+        grants::allows(annotation, mail_domain)
     }
 
     /// The cached ContinuityUsers adding `address` (normalized) to the domain `name`.

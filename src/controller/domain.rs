@@ -23,7 +23,8 @@ use crate::resources::names::ChildNames;
 use crate::routing::decision::{Decision, Flip};
 use crate::status::domain::{Acted, Refused, Report, Reported, Route, compute, whole_seconds};
 use crate::status::standby::Observed;
-use crate::validation::{self, Standing, claims};
+use crate::validation::claims::{self, Claim, ClaimOutcome};
+use crate::validation::{self, Standing};
 use crate::{Error, Result};
 
 /// Reconciles one ContinuityDomain.
@@ -51,7 +52,16 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     // Fetch from the caches.
     let users = ctx.users_of(&namespace, &key.1);
     let users: Vec<&ContinuityUser> = users.iter().map(AsRef::as_ref).collect();
-    let claimants = ctx.indexes.claims.get(&claims::claimed_domain(&domain).to_owned());
+    let mail_domain = claims::claimed_domain(&domain).to_owned();
+    let granted = ctx.granted(&namespace, &mail_domain);
+    // Only claims the provider granted count: an ungranted claimant blocks nobody.
+    let claimants: Vec<Claim> = ctx
+        .indexes
+        .claims
+        .get(&mail_domain)
+        .into_iter()
+        .filter(|claim| ctx.granted(&claim.namespace, &mail_domain))
+        .collect();
     let health = ctx.prober.health(&key);
     let names = ChildNames::of(&key.1, &domain.spec);
     let mail_set = ctx
@@ -69,7 +79,11 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     let now = whole_seconds(Timestamp::now());
 
     // Validate; for a domain that acts, judge its coverage once and fetch its credentials.
-    let validation = validation::validate(&domain, &claimants, &ctx.settings.environment)?;
+    let validation = validation::validate(&domain, granted, &claimants, &ctx.settings.environment)?;
+    if let ClaimOutcome::Lost { winner } = &validation.claim {
+        // Status does not name the winner to the tenant; the provider's log does.
+        info!(domain = %format!("{namespace}/{}", key.1), %mail_domain, %winner, "mail domain claimed by an earlier ContinuityDomain");
+    }
     let credentials = match &validation.standing {
         Standing::Acts(validated) => {
             let coverage = coverage::resolve(&domain, &users);

@@ -9,7 +9,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 
 use super::context::{Context, backoff_key};
 use crate::api::{ContinuityDomain, ContinuityUser};
@@ -322,6 +322,18 @@ impl Context {
             ..Touched::default()
         };
         fan_out(self, Source::Secret, &touched);
+    }
+
+    /// A namespace's metadata changed: its grants may have. Every domain in scope is judged
+    /// again, not only the namespace's own: a claim losing its grant lets another namespace's
+    /// claimant win. (Grants change rarely, by the provider's hand.)
+    pub fn namespace_changed(&self, event: &Event<PartialObjectMeta<Namespace>>) {
+        if matches!(event, Event::Init | Event::InitApply(_)) {
+            return;
+        }
+        for domain in self.caches.domains.state() {
+            self.triggers.domain(&domain_key(&domain));
+        }
     }
 
     /// A ContinuityDomain in any namespace changed, as a claim.

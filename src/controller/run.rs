@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::channel::mpsc::unbounded;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -47,6 +47,7 @@ pub async fn run(
     let (domains, domain_writer) = reflector::store();
     let (users, user_writer) = reflector::store();
     let (secret_versions, secret_versions_writer) = reflector::store();
+    let (namespaces, namespaces_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
     let (config_maps, config_map_stream) = children::<ConfigMap>(&client, scope, &children_config);
     let (owned_secrets, owned_secret_stream) = children::<Secret>(&client, scope, &children_config);
     let (services, service_stream) = children::<Service>(&client, scope, &children_config);
@@ -88,6 +89,7 @@ pub async fn run(
         deployments,
         ingresses,
         secrets: secrets::PasswordSecrets::new(client.clone(), secret_versions, settings.resync * 2),
+        namespaces: settings.domain_grants.then_some(namespaces),
     };
     let connections = Connections {
         reader: Reader::new(client.clone()),
@@ -142,15 +144,44 @@ pub async fn run(
             .applied_objects()
     };
     // Metadata only: a cluster's Secrets can be many and large.
-    let secrets_feeder = lean_watch(scoped::<PartialObjectMeta<Secret>>(&client, scope), watch_config)
-        .reflect(secret_versions_writer)
-        .for_each(|event| {
-            match event {
-                Ok(event) => ctx.secret_changed(&event),
-                Err(error) => warn!(%error, "watching Secrets"),
+    let secrets_feeder = lean_watch(
+        scoped::<PartialObjectMeta<Secret>>(&client, scope),
+        watch_config.clone(),
+    )
+    .reflect(secret_versions_writer)
+    .for_each(|event| {
+        match event {
+            Ok(event) => ctx.secret_changed(&event),
+            Err(error) => warn!(%error, "watching Secrets"),
+        }
+        futures::future::ready(())
+    });
+
+    // Metadata only, and only when grants are enforced: a namespace's annotation grants its
+    // mail domains.
+    let namespaces_feeder = {
+        let (ctx, client, config, enforced) = (
+            ctx.clone(),
+            client.clone(),
+            watch_config.clone(),
+            settings.domain_grants,
+        );
+        async move {
+            if !enforced {
+                return futures::future::pending().await;
             }
-            futures::future::ready(())
-        });
+            lean_watch(Api::<PartialObjectMeta<Namespace>>::all(client), config)
+                .reflect(namespaces_writer)
+                .for_each(|event| {
+                    match event {
+                        Ok(event) => ctx.namespace_changed(&event),
+                        Err(error) => warn!(%error, "watching Namespaces for their grants"),
+                    }
+                    futures::future::ready(())
+                })
+                .await;
+        }
+    };
 
     let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
     let domain_controller = Controller::for_stream(domain_stream, domains)
@@ -194,6 +225,7 @@ pub async fn run(
     tokio::select! {
         _ = futures::future::join(domain_controller, user_controller) => {}
         () = claims_feeder => {}
+        () = namespaces_feeder => {}
         () = secrets_feeder => {}
         () = report_synced => {}
         () = probing => {}

@@ -100,12 +100,14 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
             reasons::DOMAIN_CLAIM_ACCEPTED,
             format!("no other ContinuityDomain claims {mail_domain}"),
         ),
-        ClaimOutcome::Lost { winner } => Desired::new(
+        // Which resource won is not the tenant's to know (it may be another tenant's); the
+        // operator's log names it.
+        ClaimOutcome::Lost { .. } => Desired::new(
             types::CONFLICT,
             Status::True,
             reasons::DOMAIN_CLAIMED_ELSEWHERE,
             format!(
-                "{mail_domain} is already claimed by ContinuityDomain {winner}, which was created first; this resource does nothing until that one is deleted or this one names another domain"
+                "{mail_domain} is already claimed by another ContinuityDomain, created first; this resource does nothing until that one is deleted or this one names another domain"
             ),
         ),
     };
@@ -165,13 +167,25 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
                 Desired::new(types::READY, Status::False, reason, rules::describe(violations)),
             )
         }
-        Reported::Idle(Idle::ClaimLost { winner }) => (
+        Reported::Idle(Idle::ClaimLost { .. }) => (
             DomainPhase::Error,
             Desired::new(
                 types::READY,
                 Status::False,
                 reasons::DOMAIN_CLAIMED_ELSEWHERE,
-                format!("{mail_domain} is served by ContinuityDomain {winner}"),
+                format!("{mail_domain} is served by another ContinuityDomain"),
+            ),
+        ),
+        Reported::Idle(Idle::NotGranted) => (
+            DomainPhase::Error,
+            Desired::new(
+                types::READY,
+                Status::False,
+                reasons::DOMAIN_NOT_GRANTED,
+                format!(
+                    "this namespace may not serve {mail_domain}: the provider lists the mail domains a namespace may serve in its annotation {}",
+                    crate::validation::grants::ANNOTATION
+                ),
             ),
         ),
         Reported::Acted(Acted {
@@ -202,6 +216,7 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
     // refused, so that the edit cannot silently move the service to another domain.
     let claimed_domain = match (acted, &report.claim) {
         (Some(_), _) => Some(mail_domain.clone()),
+        (None, _) if report.course == Reported::Idle(Idle::NotGranted) => None,
         (None, ClaimOutcome::Accepted) => previous.claimed_domain.clone(),
         (None, ClaimOutcome::Lost { .. }) => None,
     };
@@ -709,7 +724,10 @@ mod tests {
             ("False", reasons::DOMAIN_NOT_ACTING)
         );
         let message = &find(&status.conditions, types::CONFLICT).unwrap().message;
-        assert!(message.contains("tenant-z/first"), "{message}");
+        assert!(
+            !message.contains("tenant-z"),
+            "the winner is not named to the tenant: {message}"
+        );
         assert_eq!(status.claimed_domain, None);
         assert_eq!(status.routing, None);
     }
@@ -786,6 +804,19 @@ mod tests {
             condition(&waiting, types::STANDBY_READY),
             ("False", reasons::MAIL_POD_NOT_READY)
         );
+    }
+
+    #[test]
+    fn an_ungranted_domain_says_so_and_claims_nothing() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        domain.status = Some(ContinuityDomainStatus {
+            claimed_domain: Some(domain.spec.domain.clone()),
+            ..Default::default()
+        });
+        let status = compute(&domain, &idle(Idle::NotGranted), &at(1), HEARTBEAT);
+        assert_eq!(status.phase, Some(DomainPhase::Error));
+        assert_eq!(condition(&status, types::READY), ("False", reasons::DOMAIN_NOT_GRANTED));
+        assert_eq!(status.claimed_domain, None);
     }
 
     #[test]

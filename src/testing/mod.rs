@@ -45,7 +45,7 @@ pub fn fixture<T: DeserializeOwned>(name: &str) -> T {
 pub fn acting(domain: ContinuityDomain) -> ValidatedDomain<'static> {
     let domain: &'static ContinuityDomain = Box::leak(Box::new(domain));
     let env: &'static Environment = Box::leak(Box::new(environment()));
-    match validate(domain, &[Claim::of(domain)], env).map(|v| v.standing) {
+    match validate(domain, true, &[Claim::of(domain)], env).map(|v| v.standing) {
         Ok(Standing::Acts(validated)) => *validated,
         other => panic!("the domain does not act: {other:?}"),
     }

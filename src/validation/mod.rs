@@ -5,6 +5,7 @@
 //! lets tenants set) and [`claims`] (which resource owns a mail domain).
 
 pub mod claims;
+pub mod grants;
 pub mod policy;
 pub mod rules;
 
@@ -55,6 +56,8 @@ pub enum Idle {
     Suspended,
     /// The spec breaks rules the API server may have let through.
     Invalid(Vec<Violation>),
+    /// The provider did not grant the namespace its mail domain (see [`grants`]).
+    NotGranted,
     /// Another resource claimed the mail domain first.
     ClaimLost { winner: Claim },
 }
@@ -74,9 +77,15 @@ pub struct Validation<'a> {
     pub standing: Standing<'a>,
 }
 
-/// Validates `domain` against the rules and the other `claimants` of its mail domain. Fails
-/// only when metadata the API server always sets (namespace, uid) is missing.
-pub fn validate<'a>(domain: &'a ContinuityDomain, claimants: &[Claim], env: &'a Environment) -> Result<Validation<'a>> {
+/// Validates `domain`, whose namespace is `granted` its mail domain or not, against the rules
+/// and the other (granted) `claimants` of its mail domain. Fails only when metadata the API
+/// server always sets (namespace, uid) is missing.
+pub fn validate<'a>(
+    domain: &'a ContinuityDomain,
+    granted: bool,
+    claimants: &[Claim],
+    env: &'a Environment,
+) -> Result<Validation<'a>> {
     let claim = claims::resolve(&Claim::of(domain), claimants);
     let standing = if domain.spec.suspend {
         Standing::Idle(Idle::Suspended)
@@ -88,6 +97,7 @@ pub fn validate<'a>(domain: &'a ContinuityDomain, claimants: &[Claim], env: &'a 
                 Standing::Idle(Idle::Invalid(violations))
             }
             (Ok(_), _) if !disallowed.is_empty() => Standing::Idle(Idle::Invalid(disallowed)),
+            (Ok(_), _) if !granted => Standing::Idle(Idle::NotGranted),
             (Ok(_), ClaimOutcome::Lost { winner }) => Standing::Idle(Idle::ClaimLost { winner: winner.clone() }),
             (Ok(primary), ClaimOutcome::Accepted) => Standing::Acts(Box::new(acting(domain, primary, env)?)),
         }
@@ -139,7 +149,7 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
 
     fn standing<'a>(domain: &'a ContinuityDomain, claimants: &[Claim], env: &'a Environment) -> Standing<'a> {
-        validate(domain, claimants, env).unwrap().standing
+        validate(domain, true, claimants, env).unwrap().standing
     }
 
     #[test]
@@ -178,7 +188,11 @@ mod tests {
         ));
 
         let valid: ContinuityDomain = fixture("domain-minimal.yaml");
-        let validation = validate(&valid, &claimants, &env).unwrap();
+        assert!(matches!(
+            validate(&valid, false, &[Claim::of(&valid)], &env).unwrap().standing,
+            Standing::Idle(Idle::NotGranted)
+        ));
+        let validation = validate(&valid, true, &claimants, &env).unwrap();
         assert_eq!(
             validation.claim,
             ClaimOutcome::Lost {
@@ -193,6 +207,6 @@ mod tests {
         let env = environment();
         let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
         domain.metadata.uid = None;
-        assert!(validate(&domain, &[], &env).is_err());
+        assert!(validate(&domain, true, &[], &env).is_err());
     }
 }

@@ -248,6 +248,8 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
         (true, "patch", "networking.k8s.io", "networkpolicies", in_tenant),
         (false, "patch", "apps", "deployments", Some("default")),
         (true, "list", "continuity.mailops.io", "continuitydomains", None),
+        (true, "watch", "", "namespaces", None),
+        (false, "patch", "", "namespaces", None),
         (false, "list", "continuity.mailops.io", "continuityusers", None),
         (
             true,

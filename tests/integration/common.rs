@@ -164,12 +164,19 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// Creates a fresh namespace.
+/// The mail domains every test namespace is granted: those [`mail_domain`] makes.
+pub const TEST_GRANTS: &str = "*.example.test";
+
+/// Creates a fresh namespace, granted the test mail domains ([`TEST_GRANTS`]).
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     let name = unique(prefix);
     let ns = Namespace {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),
+            annotations: Some(std::collections::BTreeMap::from([(
+                "continuity.mailops.io/allowed-domains".to_owned(),
+                TEST_GRANTS.to_owned(),
+            )])),
             ..Default::default()
         },
         ..Default::default()
@@ -217,6 +224,17 @@ pub fn user_yaml(name: &str, domain: &str, address: &str) -> String {
     format!(
         "apiVersion: continuity.mailops.io/v1alpha1\nkind: ContinuityUser\nmetadata:\n  name: {name}\nspec:\n  domainRef:\n    name: {domain}\n  address: {address}\n"
     )
+}
+
+/// Sets the namespace's granted mail domains, as a provider does.
+pub async fn grant(client: &Client, namespace: &str, domains: &str) {
+    let patch = serde_json::json!({
+        "metadata": { "annotations": { "continuity.mailops.io/allowed-domains": domains } }
+    });
+    Api::<Namespace>::all(client.clone())
+        .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotating the namespace");
 }
 
 /// A mail domain no other test uses (claims are cluster-wide).

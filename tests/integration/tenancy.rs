@@ -204,3 +204,36 @@ async fn a_snippet_annotation_never_reaches_the_ingress() {
         "no Ingress"
     );
 }
+
+/// A namespace serves only the mail domains the provider granted it (its annotation): an
+/// ungranted claim builds nothing, and does not keep a granted one elsewhere from acting.
+#[tokio::test]
+async fn a_namespace_serves_only_the_mail_domains_granted_to_it() {
+    let first_scene = Scene::new("ungranted").await;
+    let client = first_scene.client.clone();
+    let first_ns = first_scene.namespace.clone();
+    let mail = mail_domain("granted");
+    grant(&client, &first_ns, "only-this.example.test").await;
+    let first = apply_yaml(&client, &first_ns, &domain_yaml("first", &mail)).await;
+    let first_domains: Api<ContinuityDomain> = first_scene.api();
+    let refused = reach(&first_domains, "first", "Ready", "False", "DomainNotGranted").await;
+    assert_eq!(refused.status.expect("status").claimed_domain, None);
+    let maps: Api<ConfigMap> = first_scene.api();
+    assert!(
+        maps.get_opt("first-coverage").await.expect("get").is_none(),
+        "nothing built"
+    );
+
+    // A later claimant in a namespace granted the domain acts: the ungranted one blocks nobody.
+    created_after(&client, &first[0]).await;
+    let scene = Scene::new("granted").await;
+    scene.apply(&domain_yaml("later", &mail)).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    reach(&domains, "later", "Conflict", "False", "DomainClaimAccepted").await;
+    scene.coverage_lists("later", &[]).await;
+
+    // The provider grants the first namespace the domain: it is a claim again, and the older.
+    grant(&client, &first_ns, &mail).await;
+    reach(&first_domains, "first", "Conflict", "False", "DomainClaimAccepted").await;
+    reach(&domains, "later", "Conflict", "True", "DomainClaimedElsewhere").await;
+}

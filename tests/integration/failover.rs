@@ -508,3 +508,32 @@ async fn a_flapping_primary_flips_no_faster_than_the_minimum_interval() {
         "two flips less than 10 s apart: {routes:?}"
     );
 }
+
+/// A leader that dies between a flip and the transport map write leaves the map stale; the
+/// next leader writes it from the routes in status as soon as its caches are synced, not at
+/// the next resync (ten minutes).
+#[tokio::test]
+async fn a_new_leader_corrects_a_stale_transport_map_at_once() {
+    let scene = Scene::new("stale-map").await;
+    let primary = Peer::start(Behavior::Smtp(None)).await;
+    scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    let line = format!("{}\tsmtp:[localhost]:{}", scene.mail, primary.port);
+    transport_map_lists(&scene, &line).await;
+
+    let namespace = scene.namespace.clone();
+    let Scene { mut operator, .. } = scene;
+    operator.kill().await;
+    let client = client().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let stale = serde_json::json!({ "data": { "transport": "# written before the crash\n" } });
+    maps.patch("continuity-transport", &PatchParams::default(), &Patch::Merge(&stale))
+        .await
+        .expect("making the map stale");
+
+    let _successor = Operator::start(OperatorOptions::scoped(&namespace));
+    wait_for("the successor to rewrite the map", Duration::from_secs(60), || async {
+        let map = maps.get_opt("continuity-transport").await.ok().flatten()?;
+        map.data?.get("transport")?.lines().any(|l| l == line).then_some(())
+    })
+    .await;
+}

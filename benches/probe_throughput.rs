@@ -143,6 +143,7 @@ async fn run(ports: &[u16], duration: Duration) -> (u64, u64, Vec<Duration>, Dur
                     host: "127.0.0.1".into(),
                     port,
                     timeout: Duration::from_secs(2),
+                    networks: common::loopback_allowed(),
                 };
                 let (mut probes, mut failures, mut latencies) = (0u64, 0u64, Vec::new());
                 while !stop.load(Ordering::Relaxed) {

@@ -2,11 +2,16 @@
 //! the Helm chart does).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
 
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::health::networks::ProbeNetworks;
 use crate::resources::network_policy::GatewayPeers;
 use crate::resources::{Environment, Images};
 use crate::standby::images;
@@ -122,6 +127,21 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_IMAGE_PREFIXES", value_delimiter = ',')]
     pub allowed_image_prefixes: Vec<String>,
 
+    /// The cluster's Service and pod networks (comma-separated CIDRs): primaries may not be in
+    /// them, and the prober never connects there. Default: kubeadm's.
+    #[arg(
+        long,
+        env = "CLUSTER_NETWORKS",
+        value_delimiter = ',',
+        default_value = "10.96.0.0/12,10.244.0.0/16"
+    )]
+    pub cluster_networks: Vec<String>,
+
+    /// Networks (comma-separated CIDRs) primaries may be in even so: the cluster's, or the
+    /// operator's host (127.0.0.0/8, for tests on one machine).
+    #[arg(long, env = "ALLOWED_PRIMARY_NETWORKS", value_delimiter = ',')]
+    pub allowed_primary_networks: Vec<String>,
+
     /// Annotation keys (comma-separated) a domain may put on its webmail Ingress.
     #[arg(long, env = "ALLOWED_WEBMAIL_ANNOTATIONS", value_delimiter = ',', default_value = DEFAULT_WEBMAIL_ANNOTATIONS)]
     pub allowed_webmail_annotations: Vec<String>,
@@ -170,9 +190,9 @@ impl Config {
             parse_labels("--gateway-namespace-labels", labels)?;
         }
         parse_labels("--gateway-pod-labels", &self.gateway_pod_labels)?;
-        for cidr in &self.gateway_cidrs {
-            parse_cidr(cidr)?;
-        }
+        networks("--gateway-cidrs", &self.gateway_cidrs)?;
+        networks("--cluster-networks", &self.cluster_networks)?;
+        networks("--allowed-primary-networks", &self.allowed_primary_networks)?;
         Ok(())
     }
 
@@ -198,6 +218,10 @@ impl Config {
             policy: TenantPolicy {
                 image_prefixes: non_empty(&self.allowed_image_prefixes),
                 webmail_annotations: non_empty(&self.allowed_webmail_annotations),
+                primary_networks: Arc::new(ProbeNetworks {
+                    cluster: networks("--cluster-networks", &self.cluster_networks)?,
+                    allowed: networks("--allowed-primary-networks", &self.allowed_primary_networks)?,
+                }),
             },
         })
     }
@@ -216,16 +240,15 @@ fn parse_labels(flag: &str, text: &str) -> Result<BTreeMap<String, String>> {
 }
 
 /// Checks an `address/prefix` range.
-fn parse_cidr(text: &str) -> Result<()> {
-    let invalid = || Error::Config(format!("--gateway-cidrs: {text:?} is not a CIDR like 192.0.2.0/24"));
-    let (address, prefix) = text.split_once('/').ok_or_else(invalid)?;
-    let address: IpAddr = address.parse().map_err(|_| invalid())?;
-    let prefix: u8 = prefix.parse().map_err(|_| invalid())?;
-    let longest = if address.is_ipv4() { 32 } else { 128 };
-    if prefix > longest {
-        return Err(invalid());
-    }
-    Ok(())
+/// The CIDRs of a comma-separated flag (empty entries ignored).
+fn networks(flag: &str, list: &[String]) -> Result<Vec<IpNet>> {
+    non_empty(list)
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|_| Error::Config(format!("{flag}: {text:?} is not a CIDR like 192.0.2.0/24")))
+        })
+        .collect()
 }
 
 /// A feature flag's value.

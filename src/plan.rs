@@ -185,7 +185,7 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
             .unwrap_or_default(),
         standby,
         desired,
-        probe: health::registration(validated.spec, inputs.heartbeat),
+        probe: health::registration(validated.spec, inputs.heartbeat, &validated.env.policy.primary_networks),
     })
 }
 

@@ -1,24 +1,28 @@
 //! Health checks of the customers' primary servers: the SMTP probe ([`probe`]), the counting
 //! of results ([`tracker`]) and the scheduler that runs every domain's probes ([`scheduler`]).
 
+pub mod networks;
 pub mod probe;
 pub mod scheduler;
 pub mod tracker;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::ContinuityDomainSpec;
 use crate::api::domain::TlsMode;
+use networks::ProbeNetworks;
 use scheduler::{Registration, TlsCheck};
 
-/// How a domain's primary is probed, from its spec.
-pub fn registration(spec: &ContinuityDomainSpec, heartbeat: Duration) -> Registration {
+/// How a domain's primary is probed, from its spec, within the provider's `networks`.
+pub fn registration(spec: &ContinuityDomainSpec, heartbeat: Duration, networks: &Arc<ProbeNetworks>) -> Registration {
     let check = &spec.health_check;
     Registration {
         target: probe::Target {
             host: spec.primary.host.clone(),
             port: spec.primary.port,
             timeout: Duration::from_secs(check.timeout_seconds.into()),
+            networks: networks.clone(),
         },
         period: Duration::from_secs(check.period_seconds.into()),
         policy: tracker::Policy {

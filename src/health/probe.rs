@@ -17,6 +17,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 
+use super::networks::ProbeNetworks;
 use crate::api::domain::ProbeFailureClass;
 
 /// Longest reply line and most lines accepted; a peer sending more is not speaking SMTP.
@@ -29,6 +30,8 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     pub timeout: Duration,
+    /// The addresses the probe may connect to.
+    pub networks: Arc<ProbeNetworks>,
 }
 
 /// The outcome of one probe.
@@ -181,6 +184,17 @@ async fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, Failur
         Ok(ip) => vec![ip],
         Err(_) => RESOLVER.resolve(&target.host, deadline).await?,
     };
+    // One forbidden address is enough to refuse: which one a connection would reach is the
+    // name's owner's to choose.
+    if !addresses.iter().all(|ip| target.networks.permits(*ip)) {
+        return Err(fail(
+            ProbeFailureClass::DnsFailure,
+            format!(
+                "{} resolves to an address the provider does not let the prober reach (the operator's host or the cluster's networks)",
+                target.host
+            ),
+        ));
+    }
     // Each address gets its share of the time left, so one that swallows packets (an AAAA
     // record without an IPv6 route) cannot use up the whole deadline.
     let mut errors = Vec::new();

@@ -368,6 +368,7 @@ mod tests {
                 host: "mx.example.com".into(),
                 port,
                 timeout: Duration::from_secs(5),
+                networks: Arc::default(),
             },
             period: Duration::from_secs(period),
             policy: Policy {

@@ -29,6 +29,7 @@ pub fn environment() -> Environment {
         policy: TenantPolicy {
             image_prefixes: Vec::new(),
             webmail_annotations: DEFAULT_WEBMAIL_ANNOTATIONS.split(',').map(str::to_owned).collect(),
+            primary_networks: std::sync::Arc::default(),
         },
     }
 }

@@ -90,8 +90,9 @@ pub fn validate<'a>(
     let standing = if domain.spec.suspend {
         Standing::Idle(Idle::Suspended)
     } else {
-        let disallowed = env.policy.violations(&domain.spec);
-        match (rules::check(domain), &claim) {
+        let checked = rules::check(domain);
+        let disallowed = env.policy.violations(&domain.spec, checked.as_ref().ok());
+        match (checked, &claim) {
             (Err(mut violations), _) => {
                 violations.extend(disallowed);
                 Standing::Idle(Idle::Invalid(violations))

@@ -1,9 +1,14 @@
 //! What the provider lets a tenant set: images of its own standby (a tenant's image would run
-//! with the mail pod's privileges) and annotations on its webmail Ingress (an ingress
-//! controller may run what they say, nginx's `server-snippet` for one). Both pass only through
-//! the provider's allowlists (`--allowed-image-prefixes`, `--allowed-webmail-annotations`).
+//! with the mail pod's privileges), annotations on its webmail Ingress (an ingress controller
+//! may run what they say, nginx's `server-snippet` for one), and where its primary may be (see
+//! [`ProbeNetworks`]). All pass only through the provider's lists (`--allowed-image-prefixes`,
+//! `--allowed-webmail-annotations`, `--cluster-networks`, `--allowed-primary-networks`).
+
+use std::sync::Arc;
 
 use crate::api::ContinuityDomainSpec;
+use crate::health::networks::ProbeNetworks;
+use crate::host::Host;
 
 use super::rules::Violation;
 
@@ -18,11 +23,13 @@ pub struct TenantPolicy {
     pub image_prefixes: Vec<String>,
     /// Annotation keys a domain may put on its webmail Ingress.
     pub webmail_annotations: Vec<String>,
+    /// Where primaries may be, and so what the prober may reach.
+    pub primary_networks: Arc<ProbeNetworks>,
 }
 
 impl TenantPolicy {
-    /// What in `spec` the provider does not allow.
-    pub fn violations(&self, spec: &ContinuityDomainSpec) -> Vec<Violation> {
+    /// What in `spec` the provider does not allow; `primary` is its primary's host, parsed.
+    pub fn violations(&self, spec: &ContinuityDomainSpec, primary: Option<&Host>) -> Vec<Violation> {
         let images = [
             (
                 "spec.standby.mail.postfixImage",
@@ -57,6 +64,13 @@ impl TenantPolicy {
                 allowed(&self.webmail_annotations, "none")
             ))
         }));
+        if let Some(ip) = primary.and_then(Host::ip)
+            && !self.primary_networks.permits(ip)
+        {
+            violations.push(Violation::Rule(format!(
+                "spec.primary.host: {ip} is in a network the provider does not let primaries be in (the operator's host or the cluster's networks)"
+            )));
+        }
         violations
     }
 }
@@ -79,6 +93,10 @@ mod tests {
         TenantPolicy {
             image_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
             webmail_annotations: DEFAULT_WEBMAIL_ANNOTATIONS.split(',').map(str::to_owned).collect(),
+            primary_networks: Arc::new(ProbeNetworks {
+                cluster: vec!["10.96.0.0/12".parse().unwrap()],
+                allowed: Vec::new(),
+            }),
         }
     }
 
@@ -86,21 +104,21 @@ mod tests {
     fn images_of_a_domains_own_pass_only_through_the_allowed_prefixes() {
         let mut spec = fixture::<ContinuityDomain>("domain-minimal.yaml").spec;
         assert_eq!(
-            policy(&[]).violations(&spec),
+            policy(&[]).violations(&spec, None),
             vec![],
             "the provider's images need no allowance"
         );
         spec.standby.mail.postfix_image = Some("docker.io/evil/root:latest".into());
-        let refused = policy(&[]).violations(&spec);
+        let refused = policy(&[]).violations(&spec, None);
         assert_eq!(refused.len(), 1);
         assert!(
             refused[0].to_string().contains("spec.standby.mail.postfixImage"),
             "{}",
             refused[0]
         );
-        assert_eq!(policy(&["registry.provider.example/"]).violations(&spec).len(), 1);
+        assert_eq!(policy(&["registry.provider.example/"]).violations(&spec, None).len(), 1);
         spec.standby.mail.postfix_image = Some("registry.provider.example/postfix:3".into());
-        assert_eq!(policy(&["registry.provider.example/"]).violations(&spec), vec![]);
+        assert_eq!(policy(&["registry.provider.example/"]).violations(&spec, None), vec![]);
     }
 
     #[test]
@@ -110,14 +128,24 @@ mod tests {
         webmail
             .annotations
             .insert("nginx.ingress.kubernetes.io/proxy-body-size".into(), "20m".into());
-        assert_eq!(policy(&[]).violations(&spec), vec![]);
+        assert_eq!(policy(&[]).violations(&spec, None), vec![]);
         let webmail = spec.webmail.as_mut().expect("a webmail host");
         webmail.annotations.insert(
             "nginx.ingress.kubernetes.io/server-snippet".into(),
             "location / { return 200; }".into(),
         );
-        let refused = policy(&[]).violations(&spec);
+        let refused = policy(&[]).violations(&spec, None);
         assert_eq!(refused.len(), 1);
         assert!(refused[0].to_string().contains("server-snippet"));
+    }
+
+    #[test]
+    fn a_primary_in_the_clusters_networks_is_refused() {
+        let spec = fixture::<ContinuityDomain>("domain-minimal.yaml").spec;
+        let api_server = Host::Ip("10.96.0.1".parse().unwrap());
+        let refused = policy(&[]).violations(&spec, Some(&api_server));
+        assert!(refused[0].to_string().contains("spec.primary.host"), "{refused:?}");
+        let outside = Host::Ip("192.0.2.25".parse().unwrap());
+        assert_eq!(policy(&[]).violations(&spec, Some(&outside)), vec![]);
     }
 }

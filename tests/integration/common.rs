@@ -295,10 +295,9 @@ impl Scene {
     pub async fn with_flags(label: &str, flags: &[&str]) -> Scene {
         let client = client().await;
         let namespace = namespace(&client, label).await;
-        let operator = Operator::start(OperatorOptions {
-            args: flags.iter().map(|f| (*f).to_owned()).collect(),
-            ..OperatorOptions::scoped(&namespace)
-        });
+        let mut options = OperatorOptions::scoped(&namespace);
+        options.args.extend(flags.iter().map(|f| (*f).to_owned()));
+        let operator = Operator::start(options);
         Scene {
             client,
             namespace,
@@ -374,7 +373,8 @@ impl<'a> OperatorOptions<'a> {
             identity: unique("operator"),
             kubeconfig: kubeconfig().to_owned(),
             lease_namespace: None,
-            args: Vec::new(),
+            // Every test primary and peer listens on this machine's loopback.
+            args: vec!["--allowed-primary-networks=127.0.0.0/8".to_owned()],
         }
     }
 }
@@ -561,6 +561,15 @@ impl Operator {
     }
 }
 
+/// The networks a prober in these tests may reach: this machine's loopback, where every test
+/// server listens (the operator's default refuses it).
+pub fn loopback_allowed() -> std::sync::Arc<continuity_operator::health::networks::ProbeNetworks> {
+    std::sync::Arc::new(continuity_operator::health::networks::ProbeNetworks {
+        cluster: Vec::new(),
+        allowed: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+    })
+}
+
 /// How to probe 127.0.0.1:`port` every `period_ms`, counting every failure class.
 pub fn probe_registration(
     port: u16,
@@ -573,6 +582,7 @@ pub fn probe_registration(
             host: "127.0.0.1".into(),
             port,
             timeout: Duration::from_millis(timeout_ms),
+            networks: loopback_allowed(),
         },
         period: Duration::from_millis(period_ms),
         policy: continuity_operator::health::tracker::Policy {

@@ -10,7 +10,7 @@ use continuity_operator::health::scheduler::{Prober, Registration};
 use continuity_operator::telemetry::Metrics;
 use continuity_operator::tls;
 
-use crate::common::{probe_registration, wait_for};
+use crate::common::{loopback_allowed, probe_registration, wait_for};
 use crate::peers::{Behavior, Peer, PrivateCa};
 use crate::postfix::{Postfix, Role};
 
@@ -19,6 +19,7 @@ fn target(host: &str, port: u16, timeout_ms: u64) -> Target {
         host: host.into(),
         port,
         timeout: Duration::from_millis(timeout_ms),
+        networks: loopback_allowed(),
     }
 }
 

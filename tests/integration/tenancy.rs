@@ -237,3 +237,43 @@ async fn a_namespace_serves_only_the_mail_domains_granted_to_it() {
     reach(&first_domains, "first", "Conflict", "False", "DomainClaimAccepted").await;
     reach(&domains, "later", "Conflict", "True", "DomainClaimedElsewhere").await;
 }
+
+/// The prober is no port scanner: a primary that resolves to the operator's own host (or the
+/// cluster's networks) is never connected to, and one given as such an address is refused.
+#[tokio::test]
+async fn the_prober_never_reaches_the_operators_host_or_the_cluster() {
+    let client = client().await;
+    let namespace = namespace(&client, "scan").await;
+    // The operator's defaults: no network allowed beyond what is outside host and cluster.
+    let _operator = Operator::start(OperatorOptions {
+        args: Vec::new(),
+        ..OperatorOptions::scoped(&namespace)
+    });
+    let mail = mail_domain("scan");
+    // A silent listener: were it connected to, the probe would end in a Timeout.
+    let local = Peer::start(Behavior::Silent).await;
+    let named = domain_yaml("named", &mail).replace(
+        &format!("host: mx.{mail}"),
+        &format!("host: localhost\n    port: {}", local.port),
+    );
+    apply_yaml(&client, &namespace, &named).await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    let probed = reach(&domains, "named", "PrimaryReachable", "False", "DNSFailure").await;
+    let detail = probed.status.and_then(|s| s.primary?.detail).unwrap_or_default();
+    assert!(detail.contains("does not let the prober reach"), "{detail}");
+
+    let other_mail = mail_domain("scan-ip");
+    let api_server = domain_yaml("by-address", &other_mail)
+        .replace(&format!("host: mx.{other_mail}"), "host: 10.96.0.1\n    port: 443");
+    apply_yaml(&client, &namespace, &api_server).await;
+    let refused = reach(&domains, "by-address", "Ready", "False", "InvalidSpec").await;
+    let message = condition(&refused.status.expect("status").conditions, "Ready")
+        .expect("Ready")
+        .2;
+    assert!(message.contains("spec.primary.host"), "{message}");
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client, &namespace);
+    assert!(
+        endpoints.get_opt("by-address-primary").await.expect("get").is_none(),
+        "no Endpoints to it"
+    );
+}

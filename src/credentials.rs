@@ -137,6 +137,20 @@ pub struct Credentials {
     pub accounts: Vec<Account>,
     /// The covered addresses without an emergency password, in order.
     pub without_password: Vec<String>,
+    /// Why they have none, each reason once, in order.
+    pub problems: Vec<String>,
+}
+
+impl Credentials {
+    /// Credentials from what [`mailboxes`] found missing, with `accounts` hashed.
+    pub fn new(accounts: Vec<Account>, missing: Vec<(String, Missing)>) -> Self {
+        let problems: BTreeSet<String> = missing.iter().map(|(_, why)| why.describe()).collect();
+        Credentials {
+            accounts,
+            without_password: missing.into_iter().map(|(address, _)| address).collect(),
+            problems: problems.into_iter().collect(),
+        }
+    }
 }
 
 /// The covered addresses as mailboxes, with their passwords where found, and the addresses
@@ -268,5 +282,30 @@ mod tests {
         );
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].0, "bob@example.com");
+    }
+
+    #[test]
+    fn each_reason_for_a_missing_password_is_named_once() {
+        let shared = Missing::SecretNotFound {
+            secret: "shared".into(),
+        };
+        let credentials = Credentials::new(
+            Vec::new(),
+            vec![
+                ("a@example.com".into(), shared.clone()),
+                ("b@example.com".into(), shared),
+                ("c@example.com".into(), Missing::NotConfigured),
+            ],
+        );
+        assert_eq!(
+            credentials.without_password,
+            ["a@example.com", "b@example.com", "c@example.com"]
+        );
+        assert_eq!(credentials.problems.len(), 2);
+        assert!(
+            credentials
+                .problems
+                .contains(&"Secret shared does not exist".to_owned())
+        );
     }
 }

@@ -60,6 +60,8 @@ pub struct Acting {
     pub covered: Option<usize>,
     /// The covered addresses without an emergency password, in order.
     pub without_password: Vec<String>,
+    /// Why they have none, each reason once.
+    pub password_problems: Vec<String>,
     /// The standby's workloads as observed against what is applied now.
     pub standby: Readiness,
     pub desired: Desired,
@@ -183,6 +185,7 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
             .credentials
             .map(|c| c.without_password.clone())
             .unwrap_or_default(),
+        password_problems: inputs.credentials.map(|c| c.problems.clone()).unwrap_or_default(),
         standby,
         desired,
         probe: health::registration(validated.spec, inputs.heartbeat, &validated.env.policy.primary_networks),
@@ -244,10 +247,7 @@ mod tests {
                 address: m.address,
             })
             .collect();
-        Some(Credentials {
-            accounts,
-            without_password: missing.into_iter().map(|(a, _)| a).collect(),
-        })
+        Some(Credentials::new(accounts, missing))
     }
 
     fn plan_in(

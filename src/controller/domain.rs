@@ -130,6 +130,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
                 }),
                 covered: acting.covered,
                 without_password: acting.without_password,
+                password_problems: acting.password_problems,
                 standby: acting.standby,
                 refused: applied.refused.first().map(|refusal| Refused {
                     conflict: matches!(refusal.error, Error::NotOwned { .. }),

@@ -53,10 +53,10 @@ pub async fn credentials(
     let referenced = credentials::referenced_secrets(domain, coverage.through.values().copied());
     let secrets = ctx.caches.secrets.read(&namespace, &referenced).await?;
     let (mailboxes, missing) = credentials::mailboxes(domain, addresses, &coverage.through, &secrets);
-    Ok(Some(Credentials {
-        accounts: hashed(&ctx.hasher, owner_uid, mailboxes).await?,
-        without_password: missing.into_iter().map(|(address, _)| address).collect(),
-    }))
+    Ok(Some(Credentials::new(
+        hashed(&ctx.hasher, owner_uid, mailboxes).await?,
+        missing,
+    )))
 }
 
 /// `mailboxes` with their passwords hashed, salted per address of the domain `owner_uid`.

@@ -20,6 +20,8 @@ use k8s_openapi::jiff::Timestamp;
 
 /// How many addresses without an emergency password status names (it counts them all).
 pub const WITHOUT_PASSWORD_LISTED: usize = 50;
+/// How many reasons for missing passwords status names.
+pub const PROBLEMS_LISTED: usize = 10;
 
 /// What a reconcile found and did, the input of [`compute`]: built once, after apply.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +50,8 @@ pub struct Acted {
     pub covered: Option<usize>,
     /// The covered addresses without an emergency password, in order.
     pub without_password: Vec<String>,
+    /// Why they have none, each reason once.
+    pub password_problems: Vec<String>,
     pub standby: Readiness,
     /// The first child this reconcile could not apply, if any.
     pub refused: Option<Refused>,
@@ -234,6 +238,7 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
                 .take(WITHOUT_PASSWORD_LISTED)
                 .cloned()
                 .collect(),
+            emergency_password_problems: acted.password_problems.iter().take(PROBLEMS_LISTED).cloned().collect(),
         }),
     };
 
@@ -494,6 +499,7 @@ mod tests {
                 }),
                 covered,
                 without_password: vec![],
+                password_problems: vec![],
                 standby,
                 refused: None,
             }),

@@ -277,3 +277,26 @@ async fn the_prober_never_reaches_the_operators_host_or_the_cluster() {
         "no Endpoints to it"
     );
 }
+
+/// A domain whose shared emergency-password Secret does not exist says so in status, not only
+/// which addresses lack a password.
+#[tokio::test]
+async fn a_missing_password_secret_is_named_in_status() {
+    let scene = Scene::new("no-secret").await;
+    let mail = &scene.mail;
+    let yaml = format!(
+        "{}  users:\n    scope: AllUsers\n    directory:\n      static:\n        addresses: [a@{mail}, b@{mail}]\n  emergencyPasswords:\n    secretRef:\n      name: shared-passwords\n",
+        domain_yaml("d", mail)
+    );
+    scene.apply(&yaml).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let users = wait_for("the domain's users in status", Duration::from_secs(30), || async {
+        domains.get("d").await.ok()?.status?.users.filter(|u| u.covered == 2)
+    })
+    .await;
+    assert_eq!(users.without_emergency_password, 2);
+    assert_eq!(
+        users.emergency_password_problems,
+        ["Secret shared-passwords does not exist"]
+    );
+}

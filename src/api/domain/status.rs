@@ -122,6 +122,10 @@ pub struct UsersStatus {
     /// The first of those addresses (at most 50, in order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub without_emergency_password_addresses: Vec<String>,
+    /// Why they have none, each reason once (at most 10): a Secret that does not exist, a key
+    /// it lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emergency_password_problems: Vec<String>,
 }
 
 /// Continuity activations.

@@ -83,6 +83,25 @@ async fn run(per_kind: usize) {
         (healthy == deaths.len()).then_some(())
     })
     .await;
+    // A standby that is not ready is never failed over to: make them ready, as kubelets would.
+    wait_for("every standby ready", Duration::from_secs(120), || async {
+        common::set_pods_ready(&scene, "standby-mail", true).await;
+        common::set_pods_ready(&scene, "webmail", true).await;
+        let list = domains.list(&Default::default()).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|d| {
+                d.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "StandbyReady" && c.status == "True")
+                })
+            })
+            .count();
+        (ready == deaths.len()).then_some(())
+    })
+    .await;
 
     // Record when each next-hop Service starts pointing at the standby.
     let services: Api<Service> = scene.api();

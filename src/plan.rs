@@ -102,16 +102,10 @@ pub fn plan(domain: &ContinuityDomain, validation: Validation<'_>, inputs: &Inpu
 }
 
 fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &Inputs<'_>) -> Result<Acting> {
-    let recorded = decision::Recorded::of(domain.status.as_ref());
-    let decision = decision::decide(&domain.spec, recorded, inputs.health, inputs.now);
-    let (routing, _) = resources::stamp(next_hop::service(validated, decision.target))?;
-    let mut desired = Desired {
-        routing: Child::Service(routing),
-        children: Vec::new(),
-        removed: Vec::new(),
-    };
+    let mut children = Vec::new();
+    let mut removed = Vec::new();
     let mut push = |child: Child| -> Result<()> {
-        desired.children.push(child.stamped()?);
+        children.push(child.stamped()?);
         Ok(())
     };
     // What the next hop may name comes first: the Service fronting a primary given by address.
@@ -122,7 +116,7 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
         }
         None => {
             for kind in [Optional::Service, Optional::Endpoints] {
-                desired.removed.push(Removal {
+                removed.push(Removal {
                     kind,
                     name: validated.names.primary.clone(),
                 });
@@ -168,15 +162,19 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
             ingress: ingress.as_ref().map(|(_, hash)| hash.as_str()),
         },
     );
-    desired.children.push(Child::StatefulSet(mail_set));
-    desired.children.push(Child::Deployment(webmail_deployment));
+    children.push(Child::StatefulSet(mail_set));
+    children.push(Child::Deployment(webmail_deployment));
     match ingress {
-        Some((ingress, _)) => desired.children.push(Child::Ingress(ingress)),
-        None => desired.removed.push(Removal {
+        Some((ingress, _)) => children.push(Child::Ingress(ingress)),
+        None => removed.push(Removal {
             kind: Optional::Ingress,
             name: validated.names.webmail.clone(),
         }),
     }
+    // The route last: whether the standby could take over decides a failover.
+    let recorded = decision::Recorded::of(domain.status.as_ref());
+    let decision = decision::decide(&domain.spec, recorded, inputs.health, standby.ready, inputs.now);
+    let (routing, _) = resources::stamp(next_hop::service(validated, decision.target))?;
     Ok(Acting {
         next_hop: transport::next_hop(validated, decision.target),
         decision,
@@ -187,7 +185,11 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
             .unwrap_or_default(),
         password_problems: inputs.credentials.map(|c| c.problems.clone()).unwrap_or_default(),
         standby,
-        desired,
+        desired: Desired {
+            routing: Child::Service(routing),
+            children,
+            removed,
+        },
         probe: health::registration(validated.spec, inputs.heartbeat, &validated.env.policy.primary_networks),
     })
 }
@@ -207,7 +209,7 @@ mod tests {
     use crate::validation::claims::Claim;
     use crate::validation::validate;
     use k8s_openapi::ByteString;
-    use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSetStatus};
+    use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, StatefulSet, StatefulSetStatus};
     use k8s_openapi::api::core::v1::ConfigMap;
     use std::sync::Arc;
 
@@ -435,10 +437,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_standby_is_ready_when_the_cached_workloads_run_what_was_built() {
-        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
-        let first = planned(&domain, &[], None);
+    /// The standby's workloads as built for `domain`, reported ready as their controllers would.
+    fn ready_workloads(domain: &ContinuityDomain) -> (StatefulSet, Deployment) {
+        let first = planned(domain, &[], None);
         let mut set = built(&first, |c| if let Child::StatefulSet(s) = c { Some(s) } else { None });
         let mut deployment = built(&first, |c| if let Child::Deployment(d) = c { Some(d) } else { None });
         set.status = Some(StatefulSetStatus {
@@ -452,6 +453,13 @@ mod tests {
             updated_replicas: Some(1),
             ..Default::default()
         });
+        (set, deployment)
+    }
+
+    #[test]
+    fn the_standby_is_ready_when_the_cached_workloads_run_what_was_built() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let (set, deployment) = ready_workloads(&domain);
         let world = World {
             observed: Observed {
                 mail: Some(&set),
@@ -492,7 +500,22 @@ mod tests {
             kinds(&healthy_plan).contains(&"Endpoints".to_owned()),
             "an IP primary is fronted by a Service with Endpoints"
         );
-        let failed_plan = planned(&domain, &[], Some(&refused));
+        let blocked = planned(&domain, &[], Some(&refused));
+        assert_eq!(
+            (acting(&blocked).decision.target, acting(&blocked).decision.reason),
+            (RouteTarget::Primary, crate::api::conditions::reasons::FAILOVER_BLOCKED),
+            "no failover to a standby that is not ready"
+        );
+        let (set, deployment) = ready_workloads(&domain);
+        let world = World {
+            observed: Observed {
+                mail: Some(&set),
+                webmail: Some(&deployment),
+                ingress: None,
+            },
+            ..World::default()
+        };
+        let failed_plan = plan_in(&domain, &[], &[Claim::of(&domain)], Some(&refused), &world);
         assert_eq!(acting(&failed_plan).decision.target, RouteTarget::Standby);
         assert_eq!(
             external_name(&failed_plan),

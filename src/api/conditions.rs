@@ -49,6 +49,8 @@ pub mod reasons {
     /// The primary is failing; routing moves to the standby once the minimum time between
     /// flips has passed since the last failback.
     pub const FAILOVER_PENDING: &str = "FailoverPending";
+    /// The primary is failing but the standby is not ready: mail stays with the primary.
+    pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
     /// Manual mode: `activation.override` decides.
     pub const MANUAL_OVERRIDE: &str = "ManualOverride";
     /// The API server refused a child object the operator built (see the message).

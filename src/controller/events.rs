@@ -15,7 +15,8 @@ use crate::telemetry::metrics::{Metrics, Write};
 const QUIET_CONDITIONS: [&str; 2] = [types::PRIMARY_REACHABLE, types::CONTINUITY_ACTIVE];
 
 /// Reasons that mean something needs a human.
-const WARNING_REASONS: [&str; 11] = [
+const WARNING_REASONS: [&str; 12] = [
+    reasons::FAILOVER_BLOCKED,
     reasons::DOMAIN_NOT_GRANTED,
     reasons::CHILD_REJECTED,
     reasons::CHILD_CONFLICT,

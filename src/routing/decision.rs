@@ -69,11 +69,14 @@ impl<'a> Recorded<'a> {
     }
 }
 
-/// Decides the route at `now` from the spec, what status records and the observed health.
+/// Decides the route at `now` from the spec, what status records, the observed health and
+/// whether the standby could serve. A failover to a standby that is not ready is held: the
+/// gateway queues mail for an unreachable primary, a standby that cannot take it bounces it.
 pub fn decide(
     spec: &ContinuityDomainSpec,
     recorded: Recorded<'_>,
     health: Option<&Health>,
+    standby_ready: bool,
     now: Timestamp,
 ) -> Decision {
     let previous = recorded.route;
@@ -126,6 +129,12 @@ pub fn decide(
         (elapsed < hold).then(|| hold - elapsed)
     };
     match current {
+        RouteTarget::Primary if failures >= check.failure_threshold && !standby_ready => stay(
+            reasons::FAILOVER_BLOCKED,
+            format!(
+                "the primary failed {failures} consecutive health checks, but the standby is not ready: mail stays with the primary, queued by the gateway"
+            ),
+        ),
         RouteTarget::Primary if failures >= check.failure_threshold => {
             match recorded.last_failback.and_then(|back| Some((back, held_since(back)?))) {
                 Some((back, remaining)) => Decision {
@@ -234,9 +243,9 @@ mod tests {
     #[test]
     fn fails_over_at_the_threshold_and_not_before() {
         let primary = routed(RouteTarget::Primary, 0);
-        let below = decide(&spec(), Recorded::route(&primary), Some(&health(2, 0)), at(100));
+        let below = decide(&spec(), Recorded::route(&primary), Some(&health(2, 0)), true, at(100));
         assert_eq!((below.target, below.flip), (RouteTarget::Primary, None));
-        let at_threshold = decide(&spec(), Recorded::route(&primary), Some(&health(3, 0)), at(100));
+        let at_threshold = decide(&spec(), Recorded::route(&primary), Some(&health(3, 0)), true, at(100));
         assert_eq!(
             (at_threshold.target, at_threshold.flip),
             (RouteTarget::Standby, Some(Flip::ToStandby))
@@ -252,14 +261,14 @@ mod tests {
     #[test]
     fn fails_back_only_after_the_success_threshold_and_the_hold_time() {
         let standby = routed(RouteTarget::Standby, 1000);
-        let too_few = decide(&spec(), Recorded::route(&standby), Some(&health(0, 2)), at(2000));
+        let too_few = decide(&spec(), Recorded::route(&standby), Some(&health(0, 2)), true, at(2000));
         assert_eq!(too_few.flip, None);
-        let too_soon = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), at(1030));
+        let too_soon = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), true, at(1030));
         assert_eq!((too_soon.flip, too_soon.reason), (None, reasons::FAILBACK_PENDING));
         assert_eq!(too_soon.recheck_in, Some(Duration::from_secs(30)));
-        let later = decide(&spec(), Recorded::route(&standby), Some(&health(0, 4)), at(1045));
+        let later = decide(&spec(), Recorded::route(&standby), Some(&health(0, 4)), true, at(1045));
         assert_eq!(later.message, too_soon.message, "no countdown in the message");
-        let after_hold = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), at(1060));
+        let after_hold = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), true, at(1060));
         assert_eq!(
             (after_hold.target, after_hold.flip),
             (RouteTarget::Primary, Some(Flip::ToPrimary))
@@ -270,11 +279,11 @@ mod tests {
     fn no_probe_history_never_flips() {
         // A restarted operator: routing comes from status, counters start at zero.
         for route in [routed(RouteTarget::Standby, 0), routed(RouteTarget::Primary, 0)] {
-            let decision = decide(&spec(), Recorded::route(&route), None, at(10_000));
+            let decision = decide(&spec(), Recorded::route(&route), None, true, at(10_000));
             assert_eq!((decision.target, decision.flip), (route.target, None));
             assert_eq!(decision.since, at(0));
         }
-        let fresh = decide(&spec(), Recorded::default(), None, at(5));
+        let fresh = decide(&spec(), Recorded::default(), None, true, at(5));
         assert_eq!((fresh.target, fresh.since), (RouteTarget::Primary, at(5)));
     }
 
@@ -287,6 +296,7 @@ mod tests {
             &manual,
             Recorded::route(&routed(RouteTarget::Primary, 0)),
             Some(&health(0, 50)),
+            false, // a person decides, whatever the standby's readiness
             at(1),
         );
         assert_eq!(
@@ -298,6 +308,7 @@ mod tests {
             &manual,
             Recorded::route(&routed(RouteTarget::Standby, 0)),
             Some(&health(50, 0)),
+            true,
             at(1),
         );
         assert_eq!((off.target, off.flip), (RouteTarget::Primary, Some(Flip::ToPrimary)));
@@ -325,7 +336,7 @@ mod tests {
                 route: Some(&route),
                 last_failback,
             };
-            let decision = decide(&spec, recorded, Some(&health(failures, successes)), at(now));
+            let decision = decide(&spec, recorded, Some(&health(failures, successes)), true, at(now));
             if let Some(flip) = decision.flip {
                 flips.push(now);
                 if flip == Flip::ToPrimary {
@@ -342,21 +353,33 @@ mod tests {
     }
 
     #[test]
+    fn no_failover_to_a_standby_that_is_not_ready() {
+        let primary = routed(RouteTarget::Primary, 0);
+        let blocked = decide(&spec(), Recorded::route(&primary), Some(&health(9, 0)), false, at(100));
+        assert_eq!(
+            (blocked.target, blocked.flip, blocked.reason),
+            (RouteTarget::Primary, None, reasons::FAILOVER_BLOCKED)
+        );
+        let ready = decide(&spec(), Recorded::route(&primary), Some(&health(9, 0)), true, at(101));
+        assert_eq!(ready.flip, Some(Flip::ToStandby));
+    }
+
+    #[test]
     fn a_failover_right_after_a_failback_waits_for_the_hold_time() {
         let back = routed(RouteTarget::Primary, 1000);
         let recorded = Recorded {
             route: Some(&back),
             last_failback: Some(at(1000)),
         };
-        let too_soon = decide(&spec(), recorded, Some(&health(3, 0)), at(1030));
+        let too_soon = decide(&spec(), recorded, Some(&health(3, 0)), true, at(1030));
         assert_eq!(
             (too_soon.target, too_soon.flip, too_soon.reason),
             (RouteTarget::Primary, None, reasons::FAILOVER_PENDING)
         );
         assert_eq!(too_soon.recheck_in, Some(Duration::from_secs(30)));
-        let later = decide(&spec(), recorded, Some(&health(9, 0)), at(1045));
+        let later = decide(&spec(), recorded, Some(&health(9, 0)), true, at(1045));
         assert_eq!(later.message, too_soon.message, "no countdown in the message");
-        let after_hold = decide(&spec(), recorded, Some(&health(3, 0)), at(1060));
+        let after_hold = decide(&spec(), recorded, Some(&health(3, 0)), true, at(1060));
         assert_eq!(after_hold.flip, Some(Flip::ToStandby));
     }
 }

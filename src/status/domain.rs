@@ -285,7 +285,11 @@ fn serving(acted: &Acted) -> (DomainPhase, Desired) {
     let ready = |reason, message: String| Desired::new(types::READY, Status::True, reason, message);
     let not_ready = |reason, message: String| Desired::new(types::READY, Status::False, reason, message);
     let standby = &acted.standby;
-    if acted.covered.is_none() {
+    if decision.is_some_and(|d| d.reason == reasons::FAILOVER_BLOCKED) {
+        // The primary is down and nothing can take over: mail waits in the gateway's queue.
+        let message = decision.map(|d| d.message.clone()).unwrap_or_default();
+        (DomainPhase::Degraded, not_ready(reasons::FAILOVER_BLOCKED, message))
+    } else if acted.covered.is_none() {
         // Without its user list the mail pod has no configuration to start with.
         (
             phase,
@@ -487,6 +491,7 @@ mod tests {
             &domain.spec,
             Recorded::of(domain.status.as_ref()),
             health.as_ref(),
+            standby.ready,
             at(now).0,
         );
         Report {

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
@@ -342,6 +342,49 @@ impl Scene {
         )
         .await
     }
+}
+
+/// Marks the pods of `component` Running and Ready (or not), as their kubelet would.
+pub async fn set_pods_ready(scene: &Scene, component: &str, ready: bool) -> usize {
+    let pods: Api<Pod> = scene.api();
+    let selector = ListParams::default().labels(&format!("app.kubernetes.io/component={component}"));
+    let list = wait_for(&format!("the {component} pods"), Duration::from_secs(30), || async {
+        let list = pods.list(&selector).await.ok()?;
+        (!list.items.is_empty()).then_some(list)
+    })
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = if ready { "True" } else { "False" };
+    for pod in &list.items {
+        let patch = serde_json::json!({
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    { "type": "Ready", "status": status, "lastTransitionTime": now },
+                    { "type": "ContainersReady", "status": status, "lastTransitionTime": now },
+                ],
+            }
+        });
+        pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("setting the pod's status");
+    }
+    list.items.len()
+}
+
+/// Makes the standby of every domain in the scene ready, as the kubelet would by reporting
+/// its pods ready, and waits until `domain` shows it: only then may it fail over.
+pub async fn standby_ready(scene: &Scene, domain: &str) {
+    set_pods_ready(scene, "standby-mail", true).await;
+    set_pods_ready(scene, "webmail", true).await;
+    reach(
+        &scene.api::<ContinuityDomain>(),
+        domain,
+        "StandbyReady",
+        "True",
+        "Provisioned",
+    )
+    .await;
 }
 
 /// A running operator process.

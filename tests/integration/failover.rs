@@ -83,6 +83,7 @@ async fn a_stopped_postfix_primary_fails_over_and_comes_back_after_the_hold_time
     let scene = Scene::new("failover").await;
     let mut primary = Postfix::start("primary", Role::Mailbox { domain: &scene.mail }).await;
     scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    standby_ready(&scene, "d").await;
     let domains: Api<ContinuityDomain> = scene.api();
     let services: Api<Service> = scene.api();
 
@@ -176,6 +177,7 @@ async fn only_the_configured_failure_classes_flip() {
     let busy = Peer::start(Behavior::Greets("421 4.3.2 Service shutting down")).await;
     let classes = "    failureClasses: [Refused, Timeout]\n";
     scene.apply(&probed_domain("d", &scene.mail, busy.port, classes)).await;
+    standby_ready(&scene, "d").await;
     let domains: Api<ContinuityDomain> = scene.api();
     reach(&domains, "d", "PrimaryReachable", "False", "Greeting4xx").await;
     // Twice the failure threshold of 4xx greetings later, routing has not moved: 421 is not
@@ -226,6 +228,7 @@ async fn a_restarted_operator_keeps_the_route_without_flipping() {
     let scene = Scene::new("restart").await;
     let mut primary = Postfix::start("primary", Role::Mailbox { domain: &scene.mail }).await;
     scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    standby_ready(&scene, "d").await;
     let domains: Api<ContinuityDomain> = scene.api();
     reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
     primary.stop();
@@ -286,6 +289,7 @@ async fn mail_through_the_gateway_lands_at_the_primary_and_after_the_flip_at_the
     scene
         .apply(&probed_domain("d", &scene.mail, primary.port, &next_hop))
         .await;
+    standby_ready(&scene, "d").await;
     let domains: Api<ContinuityDomain> = scene.api();
     let to = format!("alice@{}", scene.mail);
 
@@ -438,6 +442,7 @@ async fn a_hung_primary_fails_over_on_timeouts() {
     let scene = Scene::new("hung").await;
     let primary = Peer::start(Behavior::Smtp(None)).await;
     scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    standby_ready(&scene, "d").await;
     let domains: Api<ContinuityDomain> = scene.api();
     reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
     primary.go_silent();
@@ -459,6 +464,7 @@ async fn a_flapping_primary_flips_no_faster_than_the_minimum_interval() {
     let yaml = probed_domain("d", &scene.mail, primary.port, "")
         .replace("minFlipIntervalSeconds: 5", "minFlipIntervalSeconds: 10");
     scene.apply(&yaml).await;
+    standby_ready(&scene, "d").await;
     let domains: Api<ContinuityDomain> = scene.api();
     reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
 
@@ -536,4 +542,25 @@ async fn a_new_leader_corrects_a_stale_transport_map_at_once() {
         map.data?.get("transport")?.lines().any(|l| l == line).then_some(())
     })
     .await;
+}
+
+/// A primary that fails while its standby cannot serve (every new domain with a mistyped
+/// primary, say) keeps the route: the gateway queues, a standby that is not ready would
+/// bounce. Once the standby is ready, it takes over.
+#[tokio::test]
+async fn a_failing_primary_keeps_the_route_while_the_standby_is_not_ready() {
+    let scene = Scene::new("blocked").await;
+    let primary = Peer::start(Behavior::Smtp(None)).await;
+    scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    reach(&domains, "d", "PrimaryReachable", "True", "Reachable").await;
+    drop(primary);
+    let blocked = reach(&domains, "d", "ContinuityActive", "False", "FailoverBlocked").await;
+    let status = blocked.status.expect("status");
+    assert_eq!(status.phase, Some(DomainPhase::Degraded));
+    assert_eq!(status.routing.map(|r| r.target), Some(RouteTarget::Primary));
+    reach(&domains, "d", "Ready", "False", "FailoverBlocked").await;
+
+    standby_ready(&scene, "d").await;
+    reach(&domains, "d", "ContinuityActive", "True", "PrimaryUnreachable").await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use continuity_operator::api::domain::DomainPhase;
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -366,34 +366,6 @@ async fn the_standby_children_are_owned_and_collected_with_the_domain() {
         claims.get_opt(claim).await.expect("get").is_some(),
         "the mail volume outlives the domain"
     );
-}
-
-/// Marks the pods of `component` Running and Ready (or not), as their kubelet would.
-async fn set_pods_ready(scene: &Scene, component: &str, ready: bool) -> usize {
-    let pods: Api<Pod> = scene.api();
-    let selector = ListParams::default().labels(&format!("app.kubernetes.io/component={component}"));
-    let list = wait_for(&format!("the {component} pods"), Duration::from_secs(30), || async {
-        let list = pods.list(&selector).await.ok()?;
-        (!list.items.is_empty()).then_some(list)
-    })
-    .await;
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = if ready { "True" } else { "False" };
-    for pod in &list.items {
-        let patch = serde_json::json!({
-            "status": {
-                "phase": "Running",
-                "conditions": [
-                    { "type": "Ready", "status": status, "lastTransitionTime": now },
-                    { "type": "ContainersReady", "status": status, "lastTransitionTime": now },
-                ],
-            }
-        });
-        pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("setting the pod's status");
-    }
-    list.items.len()
 }
 
 /// Domain `d` with a webmail host whose primary is a healthy SMTP peer, so that routing

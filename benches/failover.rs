@@ -68,38 +68,14 @@ async fn run(per_kind: usize) {
     }
     let domains: Api<ContinuityDomain> = scene.api();
     wait_for("every primary probed healthy", Duration::from_secs(120), || async {
-        let list = domains.list(&Default::default()).await.ok()?;
-        let healthy = list
-            .items
-            .iter()
-            .filter(|d| {
-                d.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "PrimaryReachable" && c.status == "True")
-                })
-            })
-            .count();
-        (healthy == deaths.len()).then_some(())
+        (holding(&domains, "PrimaryReachable").await? == deaths.len()).then_some(())
     })
     .await;
     // A standby that is not ready is never failed over to: make them ready, as kubelets would.
     wait_for("every standby ready", Duration::from_secs(120), || async {
         common::set_pods_ready(&scene, "standby-mail", true).await;
         common::set_pods_ready(&scene, "webmail", true).await;
-        let list = domains.list(&Default::default()).await.ok()?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|d| {
-                d.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "StandbyReady" && c.status == "True")
-                })
-            })
-            .count();
-        (ready == deaths.len()).then_some(())
+        (holding(&domains, "StandbyReady").await? == deaths.len()).then_some(())
     })
     .await;
 
@@ -163,4 +139,15 @@ async fn run(per_kind: usize) {
             samples[samples.len() - 1]
         );
     }
+}
+
+/// How many domains have the condition `type_` True.
+async fn holding(domains: &Api<ContinuityDomain>, type_: &str) -> Option<usize> {
+    let list = domains.list(&Default::default()).await.ok()?;
+    let holds = |d: &&ContinuityDomain| {
+        d.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"))
+    };
+    Some(list.items.iter().filter(holds).count())
 }

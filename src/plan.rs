@@ -456,18 +456,23 @@ mod tests {
         (set, deployment)
     }
 
+    /// The default world, with these workloads cached.
+    fn ready_world<'a>(set: &'a StatefulSet, deployment: &'a Deployment) -> World<'a> {
+        World {
+            observed: Observed {
+                mail: Some(set),
+                webmail: Some(deployment),
+                ingress: None,
+            },
+            ..World::default()
+        }
+    }
+
     #[test]
     fn the_standby_is_ready_when_the_cached_workloads_run_what_was_built() {
         let domain: ContinuityDomain = fixture("domain-minimal.yaml");
         let (set, deployment) = ready_workloads(&domain);
-        let world = World {
-            observed: Observed {
-                mail: Some(&set),
-                webmail: Some(&deployment),
-                ingress: None,
-            },
-            ..World::default()
-        };
+        let world = ready_world(&set, &deployment);
         let plan = plan_in(&domain, &[], &[Claim::of(&domain)], None, &world);
         assert!(acting(&plan).standby.ready, "{:?}", acting(&plan).standby);
 
@@ -507,14 +512,7 @@ mod tests {
             "no failover to a standby that is not ready"
         );
         let (set, deployment) = ready_workloads(&domain);
-        let world = World {
-            observed: Observed {
-                mail: Some(&set),
-                webmail: Some(&deployment),
-                ingress: None,
-            },
-            ..World::default()
-        };
+        let world = ready_world(&set, &deployment);
         let failed_plan = plan_in(&domain, &[], &[Claim::of(&domain)], Some(&refused), &world);
         assert_eq!(acting(&failed_plan).decision.target, RouteTarget::Standby);
         assert_eq!(

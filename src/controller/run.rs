@@ -125,15 +125,11 @@ pub async fn run(
             if !scoped_run {
                 return futures::future::pending().await;
             }
-            lean_watch(Api::<ContinuityDomain>::all(client), config)
-                .for_each(|event| {
-                    match event {
-                        Ok(event) => ctx.claims_changed(&event),
-                        Err(error) => warn!(%error, "watching ContinuityDomains for the claims index"),
-                    }
-                    futures::future::ready(())
-                })
-                .await;
+            let watch = lean_watch(Api::<ContinuityDomain>::all(client), config);
+            feed(watch, "ContinuityDomains for the claims index", |event| {
+                ctx.claims_changed(event)
+            })
+            .await;
         }
     };
     let user_stream = {
@@ -144,18 +140,15 @@ pub async fn run(
             .applied_objects()
     };
     // Metadata only: a cluster's Secrets can be many and large.
-    let secrets_feeder = lean_watch(
-        scoped::<PartialObjectMeta<Secret>>(&client, scope),
-        watch_config.clone(),
-    )
-    .reflect(secret_versions_writer)
-    .for_each(|event| {
-        match event {
-            Ok(event) => ctx.secret_changed(&event),
-            Err(error) => warn!(%error, "watching Secrets"),
-        }
-        futures::future::ready(())
-    });
+    let secrets_feeder = feed(
+        lean_watch(
+            scoped::<PartialObjectMeta<Secret>>(&client, scope),
+            watch_config.clone(),
+        )
+        .reflect(secret_versions_writer),
+        "Secrets",
+        |event| ctx.secret_changed(event),
+    );
 
     // Metadata only, and only when grants are enforced: a namespace's annotation grants its
     // mail domains.
@@ -170,16 +163,11 @@ pub async fn run(
             if !enforced {
                 return futures::future::pending().await;
             }
-            lean_watch(Api::<PartialObjectMeta<Namespace>>::all(client), config)
-                .reflect(namespaces_writer)
-                .for_each(|event| {
-                    match event {
-                        Ok(event) => ctx.namespace_changed(&event),
-                        Err(error) => warn!(%error, "watching Namespaces for their grants"),
-                    }
-                    futures::future::ready(())
-                })
-                .await;
+            let watch = lean_watch(Api::<PartialObjectMeta<Namespace>>::all(client), config).reflect(namespaces_writer);
+            feed(watch, "Namespaces for their grants", |event| {
+                ctx.namespace_changed(event)
+            })
+            .await;
         }
     };
 
@@ -232,6 +220,23 @@ pub async fn run(
         () = transport::run(ctx.clone()) => {}
     }
     info!("controllers stopped");
+}
+
+/// Hands every event of a watch to `handle`; errors are logged (the watch itself retries).
+async fn feed<K>(
+    watch: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    what: &'static str,
+    handle: impl Fn(&watcher::Event<K>),
+) {
+    watch
+        .for_each(|event| {
+            match event {
+                Ok(event) => handle(&event),
+                Err(error) => warn!(%error, "watching {what}"),
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 /// Runs a reconcile, recording it (and its duration, success or not) in metrics, and

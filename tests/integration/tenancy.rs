@@ -168,13 +168,7 @@ async fn an_image_the_provider_did_not_allow_never_runs() {
         "{}  standby:\n    mail:\n      postfixImage: docker.io/someone/postfix-as-root:latest\n",
         domain_yaml("d", &scene.mail)
     );
-    scene.apply(&yaml).await;
-    let domains: Api<ContinuityDomain> = scene.api();
-    let domain = reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
-    let message = condition(&domain.status.expect("status").conditions, "Ready")
-        .expect("Ready")
-        .2;
-    assert!(message.contains("spec.standby.mail.postfixImage"), "{message}");
+    refused_as_invalid(&scene, &yaml, "spec.standby.mail.postfixImage").await;
     let sets: Api<StatefulSet> = scene.api();
     assert!(
         sets.get_opt("d-standby-mail").await.expect("get").is_none(),
@@ -191,18 +185,23 @@ async fn a_snippet_annotation_never_reaches_the_ingress() {
         domain_yaml("d", &scene.mail),
         scene.mail
     );
-    scene.apply(&yaml).await;
-    let domains: Api<ContinuityDomain> = scene.api();
-    let domain = reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
-    let message = condition(&domain.status.expect("status").conditions, "Ready")
-        .expect("Ready")
-        .2;
-    assert!(message.contains("server-snippet"), "{message}");
+    refused_as_invalid(&scene, &yaml, "server-snippet").await;
     let ingresses: Api<Ingress> = scene.api();
     assert!(
         ingresses.get_opt("d-webmail").await.expect("get").is_none(),
         "no Ingress"
     );
+}
+
+/// Applies domain `d` as `yaml` and waits until it is `InvalidSpec` with `expected` in the
+/// message.
+async fn refused_as_invalid(scene: &Scene, yaml: &str, expected: &str) {
+    scene.apply(yaml).await;
+    let domain = reach(&scene.api::<ContinuityDomain>(), "d", "Ready", "False", "InvalidSpec").await;
+    let message = condition(&domain.status.expect("status").conditions, "Ready")
+        .expect("Ready")
+        .2;
+    assert!(message.contains(expected), "{message}");
 }
 
 /// A namespace serves only the mail domains the provider granted it (its annotation): an

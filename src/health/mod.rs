@@ -3,6 +3,7 @@
 
 pub mod networks;
 pub mod probe;
+pub mod resolver;
 pub mod scheduler;
 pub mod tracker;
 

@@ -4,20 +4,19 @@
 //! the connection and never speaks costs exactly the timeout and nothing more. The connection
 //! is closed after QUIT: a probe never holds a connection open (no NOOP keep-alives).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::networks::ProbeNetworks;
+use super::resolver::RESOLVER;
 use crate::api::domain::ProbeFailureClass;
 
 /// Longest reply line and most lines accepted; a peer sending more is not speaking SMTP.
@@ -60,12 +59,12 @@ pub struct Report {
     pub detail: String,
 }
 
-struct Failure {
+pub(super) struct Failure {
     class: ProbeFailureClass,
     detail: String,
 }
 
-fn fail(class: ProbeFailureClass, detail: impl Into<String>) -> Failure {
+pub(super) fn fail(class: ProbeFailureClass, detail: impl Into<String>) -> Failure {
     Failure {
         class,
         detail: detail.into(),
@@ -222,82 +221,6 @@ async fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, Failur
         ProbeFailureClass::Refused
     };
     Err(fail(class, errors.join("; ")))
-}
-
-/// Host name lookups shared by every probe. The system resolver runs on blocking threads that
-/// a timed-out probe cannot cancel, so lookups are bounded (an unreachable resolver must not
-/// pile them up) and answers are kept briefly (a domain is probed every few seconds).
-struct Resolver {
-    answers: std::sync::Mutex<HashMap<String, (Instant, Lookup)>>,
-    slots: Arc<Semaphore>,
-}
-
-/// The addresses of a name, or why there are none.
-type Lookup = Result<Vec<IpAddr>, String>;
-
-const RESOLVED_FOR: Duration = Duration::from_secs(30);
-const UNRESOLVED_FOR: Duration = Duration::from_secs(5);
-const CONCURRENT_LOOKUPS: usize = 32;
-
-static RESOLVER: LazyLock<Arc<Resolver>> = LazyLock::new(|| {
-    Arc::new(Resolver {
-        answers: std::sync::Mutex::new(HashMap::new()),
-        slots: Arc::new(Semaphore::new(CONCURRENT_LOOKUPS)),
-    })
-});
-
-impl Resolver {
-    fn cached(&self, host: &str) -> Option<Lookup> {
-        let answers = self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (at, answer) = answers.get(host)?;
-        let ttl = if answer.is_ok() { RESOLVED_FOR } else { UNRESOLVED_FOR };
-        (at.elapsed() < ttl).then(|| answer.clone())
-    }
-
-    async fn resolve(self: &Arc<Self>, host: &str, deadline: Instant) -> Result<Vec<IpAddr>, Failure> {
-        let answer = match self.cached(host) {
-            Some(answer) => answer,
-            None => {
-                let Ok(Ok(slot)) = timeout_at(deadline, self.slots.clone().acquire_owned()).await else {
-                    return Err(fail(
-                        ProbeFailureClass::DnsFailure,
-                        format!("no resolver slot free in time for {host}"),
-                    ));
-                };
-                let resolver = self.clone();
-                let name = host.to_owned();
-                // The lookup finishes (and is cached) even when this probe stops waiting.
-                let lookup = tokio::spawn(async move {
-                    let answer = match tokio::net::lookup_host((name.as_str(), 0)).await {
-                        Ok(found) => Ok(found.map(|a| a.ip()).collect::<Vec<_>>()),
-                        Err(error) => Err(error.to_string()),
-                    };
-                    drop(slot);
-                    let mut answers = resolver
-                        .answers
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    answers.insert(name, (Instant::now(), answer.clone()));
-                    answer
-                });
-                match timeout_at(deadline, lookup).await {
-                    Ok(Ok(answer)) => answer,
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => {
-                        return Err(fail(
-                            ProbeFailureClass::DnsFailure,
-                            format!("looking up {host} timed out"),
-                        ));
-                    }
-                }
-            }
-        };
-        match answer {
-            Ok(addresses) if !addresses.is_empty() => Ok(addresses),
-            Ok(_) => Err(fail(ProbeFailureClass::DnsFailure, format!("{host} has no address"))),
-            Err(error) => Err(fail(ProbeFailureClass::DnsFailure, format!("{host}: {error}"))),
-        }
-    }
 }
 
 /// A parsed SMTP reply.

@@ -3,5 +3,6 @@
 //! writes nothing when nothing changed.
 
 pub mod domain;
+pub mod primary;
 pub mod standby;
 pub mod user;

@@ -92,6 +92,8 @@ pub struct Indexes {
     pub domains_by_secret: Index<ContinuityDomain, SecretKey, ObjectRef<ContinuityDomain>>,
     /// Users by the Secret their own emergency password is in.
     pub users_by_secret: Index<ContinuityUser, SecretKey, ObjectRef<ContinuityUser>>,
+    /// Each namespace's grant annotation: tells which namespace events change a grant.
+    pub grants: Index<PartialObjectMeta<Namespace>, String, String>,
 }
 
 /// Queues of objects to reconcile besides those their own watch reports.
@@ -149,7 +151,9 @@ where
 
 impl Context {
     pub fn new(settings: Settings, caches: Caches, connections: Connections) -> Self {
-        use super::relations::{index_address, index_claim, index_domain_secret, index_user, index_user_secret};
+        use super::relations::{
+            index_address, index_claim, index_domain_secret, index_grant, index_user, index_user_secret,
+        };
         Context {
             reader: connections.reader,
             writer: connections.writer,
@@ -163,6 +167,7 @@ impl Context {
                 claims: Index::new(index_claim),
                 domains_by_secret: Index::new(index_domain_secret),
                 users_by_secret: Index::new(index_user_secret),
+                grants: Index::new(index_grant),
             },
             hasher: PasswordHasher::default(),
             prober: connections.prober,

@@ -16,7 +16,7 @@ use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::coverage::normalize;
 use crate::health::scheduler::DomainKey;
 use crate::validation::claims::{self, Claim};
-use crate::validation::rules;
+use crate::validation::{grants, rules};
 
 /// A Secret, as the indexes of who reads which Secret know it.
 pub type SecretKey = ObjectRef<Secret>;
@@ -212,6 +212,12 @@ pub fn index_address(user: &ContinuityUser) -> Option<(AddressKey, ObjectRef<Con
     ))
 }
 
+/// The grants index's key (the namespace) and entry (its grant annotation) for a namespace.
+pub fn index_grant(namespace: &PartialObjectMeta<Namespace>) -> Option<(String, String)> {
+    let grant = namespace.metadata.annotations.as_ref()?.get(grants::ANNOTATION)?;
+    Some((namespace.name_any(), grant.clone()))
+}
+
 /// The claims index's key (the mail domain) and entry for a domain. A domain whose name
 /// cannot name its children claims nothing: it will never serve the mail domain.
 pub fn index_claim(domain: &ContinuityDomain) -> Option<(String, Claim)> {
@@ -324,11 +330,11 @@ impl Context {
         fan_out(self, Source::Secret, &touched);
     }
 
-    /// A namespace's metadata changed: its grants may have. Every domain in scope is judged
+    /// A namespace's metadata changed. Only when its grant did is every domain in scope judged
     /// again, not only the namespace's own: a claim losing its grant lets another namespace's
-    /// claimant win. (Grants change rarely, by the provider's hand.)
+    /// claimant win. (Grants change rarely, by the provider's hand; namespaces change often.)
     pub fn namespace_changed(&self, event: &Event<PartialObjectMeta<Namespace>>) {
-        if matches!(event, Event::Init | Event::InitApply(_)) {
+        if self.indexes.grants.apply(event).is_empty() {
             return;
         }
         for domain in self.caches.domains.state() {

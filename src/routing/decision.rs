@@ -131,9 +131,8 @@ pub fn decide(
     match current {
         RouteTarget::Primary if failures >= check.failure_threshold && !standby_ready => stay(
             reasons::FAILOVER_BLOCKED,
-            format!(
-                "the primary failed {failures} consecutive health checks, but the standby is not ready: mail stays with the primary, queued by the gateway"
-            ),
+            // No count in the message: it must read the same at every probe until it changes.
+            "the primary is failing health checks, but the standby is not ready: mail stays with the primary, queued by the gateway".to_owned(),
         ),
         RouteTarget::Primary if failures >= check.failure_threshold => {
             match recorded.last_failback.and_then(|back| Some((back, held_since(back)?))) {
@@ -359,6 +358,11 @@ mod tests {
         assert_eq!(
             (blocked.target, blocked.flip, blocked.reason),
             (RouteTarget::Primary, None, reasons::FAILOVER_BLOCKED)
+        );
+        let later = decide(&spec(), Recorded::route(&primary), Some(&health(12, 0)), false, at(103));
+        assert_eq!(
+            later.message, blocked.message,
+            "no count in the message: no write per probe"
         );
         let ready = decide(&spec(), Recorded::route(&primary), Some(&health(9, 0)), true, at(101));
         assert_eq!(ready.flip, Some(Flip::ToStandby));

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use continuity_operator::health::probe::{self, Outcome, Target};
 use continuity_operator::health::scheduler::Prober;
+use continuity_operator::health::widespread::Threshold;
 use continuity_operator::telemetry::Metrics;
 
 use common::probe_registration;
@@ -103,7 +104,13 @@ fn main() {
 /// which Ok, wall time, CPU seconds), counted from the operator's own metrics.
 async fn run_scheduled(ports: &[u16], duration: Duration) -> (u64, u64, Duration, f64) {
     let metrics = Arc::new(Metrics::default());
-    let (prober, probing) = Prober::new("bench.test".into(), 1024, metrics.clone(), |_| {});
+    let (prober, probing) = Prober::new(
+        common::probe_client("bench.test"),
+        1024,
+        Threshold::default(),
+        metrics.clone(),
+        |_| {},
+    );
     let probing = tokio::spawn(probing);
     let cpu_before = cpu_seconds();
     let started = Instant::now();
@@ -145,9 +152,10 @@ async fn run(ports: &[u16], duration: Duration) -> (u64, u64, Vec<Duration>, Dur
                     timeout: Duration::from_secs(2),
                     networks: common::loopback_allowed(),
                 };
+                let client = common::probe_client("bench.test");
                 let (mut probes, mut failures, mut latencies) = (0u64, 0u64, Vec::new());
                 while !stop.load(Ordering::Relaxed) {
-                    let report = probe::probe(&target, "bench.test", None).await;
+                    let report = probe::probe(&target, &client, None).await;
                     probes += 1;
                     if report.outcome != Outcome::Ok {
                         failures += 1;

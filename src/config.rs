@@ -12,11 +12,12 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::health::networks::ProbeNetworks;
+use crate::health::widespread::Threshold;
 use crate::resources::network_policy::GatewayPeers;
 use crate::resources::{Environment, Images};
 use crate::standby::images;
 use crate::telemetry::logging::LogFormat;
-use crate::validation::policy::{DEFAULT_WEBMAIL_ANNOTATIONS, TenantPolicy};
+use crate::validation::policy::{DEFAULT_PRIMARY_PORTS, DEFAULT_WEBMAIL_ANNOTATIONS, PortRanges, TenantPolicy};
 use crate::{Error, Result};
 
 /// Kubernetes operator for an email Continuity Service.
@@ -80,6 +81,20 @@ pub struct Config {
     #[arg(long, env = "MAX_CONCURRENT_PROBES", default_value_t = 1024)]
     pub max_concurrent_probes: usize,
 
+    /// DNS servers (comma-separated `address` or `address:port`) that resolve primaries' names,
+    /// instead of the ones in the pod's `/etc/resolv.conf`.
+    #[arg(long, env = "PROBE_NAMESERVERS", value_delimiter = ',')]
+    pub probe_nameservers: Vec<String>,
+
+    /// Failovers are held while more than this share (0 to 1) of all probed primaries fail at
+    /// once: then the operator's own network is the likely cause, not every customer.
+    #[arg(long, env = "WIDESPREAD_FAILURE_SHARE", default_value_t = 0.5)]
+    pub widespread_failure_share: f64,
+
+    /// ... counted only once at least this many primaries are probed.
+    #[arg(long, env = "WIDESPREAD_FAILURE_MIN_PRIMARIES", default_value_t = 10)]
+    pub widespread_failure_min_primaries: usize,
+
     /// While nothing else changes, status shows a probe time at most this old (the only
     /// periodic status write).
     #[arg(long, env = "STATUS_HEARTBEAT", default_value = "60s", value_parser = parse_duration)]
@@ -142,6 +157,10 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_PRIMARY_NETWORKS", value_delimiter = ',')]
     pub allowed_primary_networks: Vec<String>,
 
+    /// Ports and ranges (comma-separated, as `25,587,1024-65535`) primaries may listen on.
+    #[arg(long, env = "ALLOWED_PRIMARY_PORTS", default_value = DEFAULT_PRIMARY_PORTS)]
+    pub allowed_primary_ports: String,
+
     /// Annotation keys (comma-separated) a domain may put on its webmail Ingress.
     #[arg(long, env = "ALLOWED_WEBMAIL_ANNOTATIONS", value_delimiter = ',', default_value = DEFAULT_WEBMAIL_ANNOTATIONS)]
     pub allowed_webmail_annotations: Vec<String>,
@@ -183,6 +202,13 @@ impl Config {
         if self.max_concurrent_probes == 0 {
             return Err(Error::Config("--max-concurrent-probes must be at least 1".into()));
         }
+        if !(self.widespread_failure_share > 0.0 && self.widespread_failure_share <= 1.0) {
+            return Err(Error::Config(
+                "--widespread-failure-share must be above 0 and at most 1 (1: never hold failovers)".into(),
+            ));
+        }
+        self.nameservers()?;
+        self.primary_ports()?;
         if self.max_concurrent_reconciles == 0 {
             return Err(Error::Config("--max-concurrent-reconciles must be at least 1".into()));
         }
@@ -194,6 +220,36 @@ impl Config {
         networks("--cluster-networks", &self.cluster_networks)?;
         networks("--allowed-primary-networks", &self.allowed_primary_networks)?;
         Ok(())
+    }
+
+    /// The DNS servers of `--probe-nameservers` (port 53 unless given); empty for the system's.
+    pub fn nameservers(&self) -> Result<Vec<SocketAddr>> {
+        non_empty(&self.probe_nameservers)
+            .iter()
+            .map(|text| {
+                text.parse::<SocketAddr>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| {
+                        Error::Config(format!(
+                            "--probe-nameservers: {text:?} is not an address like 192.0.2.53 or [2001:db8::53]:5353"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    fn primary_ports(&self) -> Result<PortRanges> {
+        self.allowed_primary_ports
+            .parse()
+            .map_err(|why| Error::Config(format!("--allowed-primary-ports: {why}")))
+    }
+
+    /// When failures count as widespread.
+    pub fn widespread_threshold(&self) -> Threshold {
+        Threshold {
+            share: self.widespread_failure_share,
+            min_primaries: self.widespread_failure_min_primaries,
+        }
     }
 
     /// What the children's builders need from this configuration. `gateway_namespace` is
@@ -222,6 +278,7 @@ impl Config {
                     cluster: networks("--cluster-networks", &self.cluster_networks)?,
                     allowed: networks("--allowed-primary-networks", &self.allowed_primary_networks)?,
                 }),
+                primary_ports: self.primary_ports()?,
             },
         })
     }
@@ -307,6 +364,19 @@ mod tests {
         assert!(busy.check().unwrap_err().to_string().contains("longer than zero"));
         let chatty = Config::parse_from(["continuity-operator", "--status-heartbeat", "1s"]);
         assert!(chatty.check().unwrap_err().to_string().contains("at least 10s"));
+        let never = Config::parse_from(["continuity-operator", "--widespread-failure-share", "0"]);
+        assert!(never.check().unwrap_err().to_string().contains("above 0"));
+        let servers = Config::parse_from([
+            "continuity-operator",
+            "--probe-nameservers",
+            "192.0.2.53,[2001:db8::53]:5353",
+        ]);
+        assert_eq!(
+            servers.nameservers().unwrap(),
+            vec!["192.0.2.53:53".parse().unwrap(), "[2001:db8::53]:5353".parse().unwrap()]
+        );
+        let typo = Config::parse_from(["continuity-operator", "--probe-nameservers", "dns.example"]);
+        assert!(typo.check().unwrap_err().to_string().contains("--probe-nameservers"));
     }
 
     #[test]

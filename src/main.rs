@@ -84,9 +84,12 @@ async fn run(config: Config) -> Result<()> {
         status_heartbeat: config.status_heartbeat,
         probe_helo: config.probe_helo_name.clone().unwrap_or_else(host_name),
         max_concurrent_probes: config.max_concurrent_probes,
+        probe_nameservers: config.nameservers()?,
+        widespread: config.widespread_threshold(),
         transport_map,
         domain_grants: config.domain_grants == Switch::On,
     };
+    controller::preflight::gateway_namespace(&client, &settings.environment.gateway.namespace_labels).await;
     let controllers = controller::run(client, settings, metrics.clone(), readiness.clone(), shutdown);
     tokio::select! {
         () = controllers => {}

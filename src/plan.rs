@@ -13,6 +13,7 @@ use crate::api::ContinuityDomain;
 use crate::credentials::Credentials;
 use crate::health::scheduler::Registration;
 use crate::health::tracker::Health;
+use crate::health::widespread::Threshold;
 use crate::health::{self};
 use crate::resources::{self, Child, Optional, mail, network_policy, next_hop, webmail};
 use crate::routing::decision::{self, Decision};
@@ -30,6 +31,8 @@ pub struct Inputs<'a> {
     /// The standby's workloads as cached.
     pub observed: Observed<'a>,
     pub heartbeat: Duration,
+    /// Set while so many primaries fail at once that failovers are held.
+    pub widespread: Option<&'a Threshold>,
     pub now: Timestamp,
 }
 
@@ -173,7 +176,11 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
     }
     // The route last: whether the standby could take over decides a failover.
     let recorded = decision::Recorded::of(domain.status.as_ref());
-    let decision = decision::decide(&domain.spec, recorded, inputs.health, standby.ready, inputs.now);
+    let gate = decision::Gate {
+        standby_ready: standby.ready,
+        widespread: inputs.widespread,
+    };
+    let decision = decision::decide(&domain.spec, recorded, inputs.health, gate, inputs.now);
     let (routing, _) = resources::stamp(next_hop::service(validated, decision.target))?;
     Ok(Acting {
         next_hop: transport::next_hop(validated, decision.target),
@@ -269,6 +276,7 @@ mod tests {
                 credentials: credentials.as_ref(),
                 observed: world.observed,
                 heartbeat: Duration::from_secs(60),
+                widespread: None,
                 now: Timestamp::from_second(1_000_000).unwrap(),
             },
         )

@@ -51,6 +51,9 @@ pub mod reasons {
     pub const FAILOVER_PENDING: &str = "FailoverPending";
     /// The primary is failing but the standby is not ready: mail stays with the primary.
     pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
+    /// The primary is failing, but so are too many other primaries at once (likely the
+    /// operator's own network): failovers are held and mail stays with the primary.
+    pub const FAILOVER_HELD: &str = "FailoverHeld";
     /// Manual mode: `activation.override` decides.
     pub const MANUAL_OVERRIDE: &str = "ManualOverride";
     /// The API server refused a child object the operator built (see the message).

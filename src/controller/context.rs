@@ -57,6 +57,10 @@ pub struct Settings {
     pub probe_helo: String,
     /// Probes run at once, over all domains.
     pub max_concurrent_probes: usize,
+    /// DNS servers for primaries' names; the system's when empty.
+    pub probe_nameservers: Vec<std::net::SocketAddr>,
+    /// When failures are widespread enough to hold failovers.
+    pub widespread: crate::health::widespread::Threshold,
     /// The transport map ConfigMap (namespace, name); none when `None`.
     pub transport_map: Option<(String, String)>,
     /// Whether namespaces serve only the mail domains the provider granted them.

@@ -15,8 +15,9 @@ use crate::telemetry::metrics::{Metrics, Write};
 const QUIET_CONDITIONS: [&str; 2] = [types::PRIMARY_REACHABLE, types::CONTINUITY_ACTIVE];
 
 /// Reasons that mean something needs a human.
-const WARNING_REASONS: [&str; 12] = [
+const WARNING_REASONS: [&str; 13] = [
     reasons::FAILOVER_BLOCKED,
+    reasons::FAILOVER_HELD,
     reasons::DOMAIN_NOT_GRANTED,
     reasons::CHILD_REJECTED,
     reasons::CHILD_CONFLICT,

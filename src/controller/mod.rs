@@ -7,7 +7,7 @@
 //! - [`domain`] and [`user`]: the reconciles, `fetch -> validate -> plan -> apply -> status`;
 //! - [`fetch`], [`secrets`], [`apply`] and [`events`]: the only modules that reach the API
 //!   server (reads, Secrets, writes, Events); [`transport`] writes the transport map through
-//!   [`apply`].
+//!   [`apply`]; [`preflight`] reads once, at start, what the provider's settings rely on.
 //!
 //! Watches: ContinuityDomains in scope (the domain controller's cache; unscoped, also the
 //! claims index), ContinuityDomains in every namespace when scoped (the claims index),
@@ -24,6 +24,7 @@ pub mod events;
 pub mod fetch;
 pub mod index;
 pub mod memo;
+pub mod preflight;
 pub mod relations;
 pub mod run;
 pub mod secrets;

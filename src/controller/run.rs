@@ -23,6 +23,8 @@ use super::fetch::Reader;
 use super::watches::{children, lean_watch, scoped};
 use super::{domain, secrets, transport, user};
 use crate::api::{ContinuityDomain, ContinuityUser};
+use crate::health::probe::ProbeClient;
+use crate::health::resolver::Resolver;
 use crate::health::scheduler::{DomainKey, Prober};
 use crate::readiness::{Phase, Readiness};
 use crate::resources;
@@ -60,9 +62,19 @@ pub async fn run(
     let (user_triggers, user_trigger_stream) = unbounded();
     let (prober, probing) = {
         let triggers = domain_triggers.clone();
+        let resolver = if settings.probe_nameservers.is_empty() {
+            Resolver::system()
+        } else {
+            Resolver::with_servers(&settings.probe_nameservers)
+        };
+        let client = ProbeClient {
+            helo: settings.probe_helo.clone(),
+            resolver,
+        };
         Prober::new(
-            settings.probe_helo.clone(),
+            client,
             settings.max_concurrent_probes,
+            settings.widespread,
             metrics.clone(),
             move |(namespace, name): &DomainKey| {
                 // The receiver only goes away when the controllers stop.

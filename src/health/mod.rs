@@ -6,6 +6,7 @@ pub mod probe;
 pub mod resolver;
 pub mod scheduler;
 pub mod tracker;
+pub mod widespread;
 
 use std::sync::Arc;
 use std::time::Duration;

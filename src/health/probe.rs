@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::networks::ProbeNetworks;
-use super::resolver::RESOLVER;
+use super::resolver::Resolver;
 use crate::api::domain::ProbeFailureClass;
 
 /// Longest reply line and most lines accepted; a peer sending more is not speaking SMTP.
@@ -31,6 +31,12 @@ pub struct Target {
     pub timeout: Duration,
     /// The addresses the probe may connect to.
     pub networks: Arc<ProbeNetworks>,
+}
+
+/// Who probes: the name it introduces itself with in EHLO, and how it resolves primaries.
+pub struct ProbeClient {
+    pub helo: String,
+    pub resolver: Resolver,
 }
 
 /// The outcome of one probe.
@@ -71,12 +77,12 @@ pub(super) fn fail(class: ProbeFailureClass, detail: impl Into<String>) -> Failu
     }
 }
 
-/// Probes `target`, introducing itself as `helo`. With `tls`, also upgrades with STARTTLS and
-/// verifies the certificate; any TLS problem is a `TLSFailure`.
-pub async fn probe(target: &Target, helo: &str, tls: Option<&Arc<ClientConfig>>) -> Report {
+/// Probes `target` as `client`. With `tls`, also upgrades with STARTTLS and verifies the
+/// certificate; any TLS problem is a `TLSFailure`.
+pub async fn probe(target: &Target, client: &ProbeClient, tls: Option<&Arc<ClientConfig>>) -> Report {
     let started = Instant::now();
     let deadline = started + target.timeout;
-    let result = run(target, helo, tls, deadline).await;
+    let result = run(target, client, tls, deadline).await;
     let latency = started.elapsed();
     match result {
         Ok(detail) => Report {
@@ -94,11 +100,12 @@ pub async fn probe(target: &Target, helo: &str, tls: Option<&Arc<ClientConfig>>)
 
 async fn run(
     target: &Target,
-    helo: &str,
+    client: &ProbeClient,
     tls: Option<&Arc<ClientConfig>>,
     deadline: Instant,
 ) -> Result<String, Failure> {
-    let tcp = connect(target, deadline).await?;
+    let helo = client.helo.as_str();
+    let tcp = connect(target, &client.resolver, deadline).await?;
     let mut session = BufReader::new(tcp);
     let greeting = read_reply(&mut session, deadline, "the greeting").await?;
     match greeting.code {
@@ -178,16 +185,16 @@ async fn run(
     Ok(format!("{} (STARTTLS, certificate verified)", greeting.text()))
 }
 
-async fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, Failure> {
+async fn connect(target: &Target, resolver: &Resolver, deadline: Instant) -> Result<TcpStream, Failure> {
     let addresses: Vec<IpAddr> = match target.host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => RESOLVER.resolve(&target.host, deadline).await?,
+        Err(_) => resolver.resolve(&target.host, deadline).await?,
     };
     // One forbidden address is enough to refuse: which one a connection would reach is the
     // name's owner's to choose.
     if !addresses.iter().all(|ip| target.networks.permits(*ip)) {
         return Err(fail(
-            ProbeFailureClass::DnsFailure,
+            ProbeFailureClass::AddressNotAllowed,
             format!(
                 "{} resolves to an address the provider does not let the prober reach (the operator's host or the cluster's networks)",
                 target.host

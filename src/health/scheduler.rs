@@ -2,10 +2,13 @@
 //! bound on concurrent probes. One loop owns the schedule (a delay queue); each due probe runs
 //! as its own task with its own deadline, so a primary that never answers holds one permit for
 //! its timeout and delays nobody else. Results are folded into each domain's [`Health`] and,
-//! when [`tracker::record`] says so, the domain is handed to the reconciler.
+//! when [`super::tracker::record`] says so, the domain is handed to the reconciler. When failures
+//! become [widespread](super::widespread) or stop being so, every failing domain is handed to
+//! the reconciler too: its failover is held, or may go ahead.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,15 +19,14 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_util::time::{DelayQueue, delay_queue};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::probe::{self, Outcome, Report, Target};
-use super::tracker::{self, Health, Policy, Tracked};
+use super::probe::{self, Outcome, ProbeClient, Report, Target};
+pub use super::tracker::DomainKey;
+use super::tracker::{Board, Health, Policy};
+use super::widespread::Threshold;
 use crate::api::domain::ProbeFailureClass;
 use crate::telemetry::Metrics;
-
-/// A domain, by namespace and name.
-pub type DomainKey = (String, String);
 
 /// How one domain is probed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,14 +75,15 @@ struct Done {
 }
 
 /// How a probe is run: [`probe::probe`], or a stand-in in unit tests.
-pub type ProbeFn = Arc<dyn Fn(Target, String, Option<Arc<ClientConfig>>) -> BoxFuture<'static, Report> + Send + Sync>;
+pub type ProbeFn = Arc<dyn Fn(Target, Option<Arc<ClientConfig>>) -> BoxFuture<'static, Report> + Send + Sync>;
 
 /// The probing service; reconciles register and read through it.
 pub struct Prober {
     commands: mpsc::UnboundedSender<Command>,
     registered: Mutex<HashMap<DomainKey, Registration>>,
-    health: Mutex<HashMap<DomainKey, Tracked>>,
-    helo: String,
+    board: Mutex<Board>,
+    threshold: Threshold,
+    widespread: AtomicBool,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     notify: Box<dyn Fn(&DomainKey) + Send + Sync>,
@@ -88,24 +91,28 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// A prober introducing itself as `helo`, running at most `concurrency` probes at once and
-    /// calling `notify` for domains whose health changed. Run [`Prober::run`] to start it.
+    /// A prober probing as `client`, running at most `concurrency` probes at once, holding
+    /// failovers when failures pass `threshold`, and calling `notify` for domains whose health
+    /// changed. Run the returned future to start it.
     pub fn new(
-        helo: String,
+        client: ProbeClient,
         concurrency: usize,
+        threshold: Threshold,
         metrics: Arc<Metrics>,
         notify: impl Fn(&DomainKey) + Send + Sync + 'static,
     ) -> (Arc<Prober>, impl Future<Output = ()>) {
-        let probe: ProbeFn = Arc::new(|target: Target, helo: String, tls: Option<Arc<ClientConfig>>| {
-            Box::pin(async move { probe::probe(&target, &helo, tls.as_ref()).await }) as BoxFuture<'static, Report>
+        let client = Arc::new(client);
+        let probe: ProbeFn = Arc::new(move |target: Target, tls: Option<Arc<ClientConfig>>| {
+            let client = client.clone();
+            Box::pin(async move { probe::probe(&target, &client, tls.as_ref()).await }) as BoxFuture<'static, Report>
         });
-        Self::with_probe(helo, concurrency, metrics, notify, probe)
+        Self::with_probe(concurrency, threshold, metrics, notify, probe)
     }
 
     /// As [`Prober::new`], running `probe` instead of real SMTP probes.
     pub fn with_probe(
-        helo: String,
         concurrency: usize,
+        threshold: Threshold,
         metrics: Arc<Metrics>,
         notify: impl Fn(&DomainKey) + Send + Sync + 'static,
         probe: ProbeFn,
@@ -114,8 +121,9 @@ impl Prober {
         let prober = Arc::new(Prober {
             commands,
             registered: Mutex::new(HashMap::new()),
-            health: Mutex::new(HashMap::new()),
-            helo,
+            board: Mutex::new(Board::default()),
+            threshold,
+            widespread: AtomicBool::new(false),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             metrics,
             notify: Box::new(notify),
@@ -140,20 +148,60 @@ impl Prober {
         if lock(&self.registered).remove(key).is_some() {
             let _ = self.commands.send(Command::Remove(key.clone()));
         }
-        lock(&self.health).remove(key);
+        self.forget(|board| board.remove(key));
     }
 
     /// Stops probing every domain not in `keep` (a relist may have missed deletions).
     pub fn retain(&self, keep: &[DomainKey]) {
         let keep: std::collections::HashSet<&DomainKey> = keep.iter().collect();
         lock(&self.registered).retain(|key, _| keep.contains(key));
-        lock(&self.health).retain(|key, _| keep.contains(key));
+        self.forget(|board| board.retain(|key| keep.contains(key)));
         let _ = self.commands.send(Command::Retain(keep.into_iter().cloned().collect()));
     }
 
     /// What this replica has seen of `key`'s primary; `None` before its first probe.
     pub fn health(&self, key: &DomainKey) -> Option<Health> {
-        lock(&self.health).get(key).map(|tracked| tracked.health.clone())
+        lock(&self.board).health(key).cloned()
+    }
+
+    /// Whether so many primaries fail at once that failovers are held.
+    pub fn widespread_failure(&self) -> bool {
+        self.widespread.load(Ordering::Relaxed)
+    }
+
+    /// The threshold of a widespread failure, to explain a held failover.
+    pub fn widespread_threshold(&self) -> &Threshold {
+        &self.threshold
+    }
+
+    /// Removes domains from the board with `change`, and reassesses.
+    fn forget(&self, change: impl FnOnce(&mut Board)) {
+        let woken = {
+            let mut board = lock(&self.board);
+            change(&mut board);
+            self.reassess(&board)
+        };
+        woken.iter().for_each(|key| (self.notify)(key));
+    }
+
+    /// Whether failures became widespread, or stopped being so, with the board as it is now;
+    /// if so, the failing domains, whose failovers are now held or free.
+    fn reassess(&self, board: &Board) -> Vec<DomainKey> {
+        let (failing, probed) = board.failing_of_probed();
+        let widespread = self.threshold.widespread(failing, probed);
+        if self.widespread.swap(widespread, Ordering::Relaxed) == widespread {
+            return Vec::new();
+        }
+        self.metrics.set_widespread_failure(widespread);
+        if widespread {
+            warn!(failing, probed, "many primaries fail at once: failovers are held");
+        } else {
+            info!(
+                failing,
+                probed, "failures are no longer widespread: failovers may go ahead"
+            );
+        }
+        board.failing_domains().cloned().collect()
     }
 
     async fn run(self: Arc<Self>, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -170,7 +218,7 @@ impl Prober {
                             queue.remove(&entry.queue_key);
                         }
                         // A result that landed between deregister() and now is stale too.
-                        lock(&self.health).remove(&key);
+                        self.forget(|board| board.remove(&key));
                     }
                     Command::Retain(keep) => {
                         let keep: std::collections::HashSet<DomainKey> = keep.into_iter().collect();
@@ -240,7 +288,7 @@ impl Prober {
                     entry.generation += 1;
                     entry.in_flight = false;
                     entry.tls_failing = false;
-                    lock(&self.health).remove(&key);
+                    self.forget(|board| board.remove(&key));
                 }
                 if entry.registration.period != registration.period {
                     queue.reset(&entry.queue_key, spread(&key, registration.period));
@@ -288,7 +336,7 @@ impl Prober {
                 return;
             };
             let tls_checked = tls.is_some();
-            let report = (prober.probe)(target, prober.helo.clone(), tls).await;
+            let report = (prober.probe)(target, tls).await;
             let _ = done.send(Done {
                 key,
                 generation,
@@ -301,15 +349,15 @@ impl Prober {
     fn observe(&self, key: &DomainKey, policy: &Policy, report: Report) {
         self.metrics.probed(report.outcome.name(), report.latency);
         debug!(domain = ?key, outcome = report.outcome.name(), latency = ?report.latency, detail = %report.detail, "probed");
-        let notify = {
-            let mut health = lock(&self.health);
-            let (next, notify) = tracker::record(health.get(key), report, Timestamp::now(), policy, Instant::now());
-            health.insert(key.clone(), next);
-            notify
+        let (notify, woken) = {
+            let mut board = lock(&self.board);
+            let notify = board.record(key, report, Timestamp::now(), policy, Instant::now());
+            (notify, self.reassess(&board))
         };
-        if notify {
+        if notify && !woken.contains(key) {
             (self.notify)(key);
         }
+        woken.iter().for_each(|key| (self.notify)(key));
     }
 }
 
@@ -340,7 +388,7 @@ mod tests {
 
     /// A probe that takes `takes` and answers Ok for port 25, Refused otherwise.
     fn stand_in(seen: Arc<Seen>, takes: Duration) -> ProbeFn {
-        Arc::new(move |target: Target, _, _| {
+        Arc::new(move |target: Target, _| {
             let seen = seen.clone();
             Box::pin(async move {
                 seen.calls.fetch_add(1, SeqCst);
@@ -390,8 +438,8 @@ mod tests {
         let notified = Arc::new(Mutex::new(Vec::new()));
         let record = notified.clone();
         let (prober, run) = Prober::with_probe(
-            "probe.test".into(),
             concurrency,
+            Threshold::default(),
             Arc::new(Metrics::default()),
             move |key: &DomainKey| lock(&record).push(key.clone()),
             stand_in(seen.clone(), takes),

@@ -1,10 +1,12 @@
 //! What the operator remembers of each domain's recent probes (consecutive failures and
-//! successes, the latest report), and which results are worth a reconcile. Pure.
+//! successes, the latest report), which results are worth a reconcile, and how many domains
+//! are failing at once ([`Board`]). Pure.
 //!
 //! Only the failure classes a domain lists count towards failover. Any other failure counts
 //! neither way: it cannot flip routing to the standby, and it breaks a run of successes
 //! towards failback.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -12,6 +14,9 @@ use tokio::time::Instant;
 
 use super::probe::{Outcome, Report};
 use crate::api::domain::ProbeFailureClass;
+
+/// A domain, by namespace and name.
+pub type DomainKey = (String, String);
 
 /// The per-domain rules for counting results.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +123,62 @@ pub fn record(
     (Tracked { health, notified }, notify)
 }
 
+/// Every probed domain's record, and how many of them are failing now (a counted failure as
+/// their latest result), kept up to date with each result.
+#[derive(Default)]
+pub struct Board {
+    tracked: HashMap<DomainKey, Tracked>,
+    failing: usize,
+}
+
+impl Tracked {
+    fn failing(&self) -> bool {
+        self.health.consecutive_failures > 0
+    }
+}
+
+impl Board {
+    pub fn health(&self, key: &DomainKey) -> Option<&Health> {
+        self.tracked.get(key).map(|tracked| &tracked.health)
+    }
+
+    /// Folds `report` into `key`'s record ([`record`]); returns whether to reconcile it.
+    pub fn record(&mut self, key: &DomainKey, report: Report, at: Timestamp, policy: &Policy, now: Instant) -> bool {
+        let previous = self.tracked.get(key);
+        let was_failing = previous.is_some_and(Tracked::failing);
+        let (next, notify) = record(previous, report, at, policy, now);
+        self.failing = self.failing + usize::from(next.failing()) - usize::from(was_failing);
+        self.tracked.insert(key.clone(), next);
+        notify
+    }
+
+    /// Forgets `key`.
+    pub fn remove(&mut self, key: &DomainKey) {
+        if self.tracked.remove(key).as_ref().is_some_and(Tracked::failing) {
+            self.failing -= 1;
+        }
+    }
+
+    /// Forgets every domain `keep` refuses.
+    pub fn retain(&mut self, keep: impl Fn(&DomainKey) -> bool) {
+        self.tracked.retain(|key, _| keep(key));
+        self.failing = self.tracked.values().filter(|tracked| tracked.failing()).count();
+    }
+
+    /// How many domains are failing, of how many probed.
+    pub fn failing_of_probed(&self) -> (usize, usize) {
+        (self.failing, self.tracked.len())
+    }
+
+    /// The failing domains.
+    pub fn failing_domains(&self) -> impl Iterator<Item = &DomainKey> {
+        self.tracked
+            .iter()
+            .filter(|(_, tracked)| tracked.failing())
+            .map(|(key, _)| key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +263,26 @@ mod tests {
             Outcome::Ok,
         ]);
         assert_eq!(notified, vec![true, true, false, true, true, true, false, true]);
+    }
+
+    #[test]
+    fn the_board_counts_failing_domains_through_results_and_removals() {
+        let now = Instant::now();
+        let mut board = Board::default();
+        let key = |name: &str| ("tenant".to_owned(), name.to_owned());
+        for (name, outcome) in [("a", REFUSED), ("b", REFUSED), ("c", Outcome::Ok), ("d", GREETING_4XX)] {
+            board.record(&key(name), report(outcome), Timestamp::UNIX_EPOCH, &policy(), now);
+        }
+        assert_eq!(board.failing_of_probed(), (2, 4), "an uncounted class is not failing");
+        board.record(&key("a"), report(REFUSED), Timestamp::UNIX_EPOCH, &policy(), now);
+        assert_eq!(board.failing_of_probed(), (2, 4), "a second failure is the same domain");
+        board.record(&key("b"), report(Outcome::Ok), Timestamp::UNIX_EPOCH, &policy(), now);
+        assert_eq!(board.failing_of_probed(), (1, 4));
+        board.remove(&key("a"));
+        assert_eq!(board.failing_of_probed(), (0, 3));
+        board.record(&key("c"), report(REFUSED), Timestamp::UNIX_EPOCH, &policy(), now);
+        board.retain(|k| k.1 != "c");
+        assert_eq!(board.failing_of_probed(), (0, 2));
+        assert_eq!(board.failing_domains().count(), 0);
     }
 }

@@ -8,6 +8,9 @@
 //!   `minFlipIntervalSeconds` have passed since the last one, so a flapping primary cannot
 //!   bounce mail back and forth faster than that (a primary failing meanwhile is the
 //!   gateway's to queue for, as before any failover).
+//! - A failover also needs a ready standby (one that is not bounces the mail the gateway would
+//!   queue) and failures that are not [widespread](crate::health::widespread) (the operator's
+//!   own network failing looks like every primary failing at once).
 //! - Manual: `activation.override` decides at once; health is still probed and reported.
 
 use std::time::Duration;
@@ -18,6 +21,7 @@ use crate::api::conditions::reasons;
 use crate::api::domain::{ActivationMode, ManualOverride, RouteTarget, RoutingStatus};
 use crate::api::{ContinuityDomainSpec, ContinuityDomainStatus};
 use crate::health::tracker::Health;
+use crate::health::widespread::Threshold;
 
 /// A change of route made by this decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,14 +73,31 @@ impl<'a> Recorded<'a> {
     }
 }
 
+/// What a failover needs besides a failing primary.
+#[derive(Clone, Copy, Debug)]
+pub struct Gate<'a> {
+    /// Whether the standby could serve.
+    pub standby_ready: bool,
+    /// Set while failures are widespread: the threshold they passed, to explain the hold.
+    pub widespread: Option<&'a Threshold>,
+}
+
+impl Gate<'static> {
+    /// Nothing stands in a failover's way.
+    pub const OPEN: Gate<'static> = Gate {
+        standby_ready: true,
+        widespread: None,
+    };
+}
+
 /// Decides the route at `now` from the spec, what status records, the observed health and
-/// whether the standby could serve. A failover to a standby that is not ready is held: the
+/// what else a failover needs (`gate`). A failover to a standby that is not ready is held: the
 /// gateway queues mail for an unreachable primary, a standby that cannot take it bounces it.
 pub fn decide(
     spec: &ContinuityDomainSpec,
     recorded: Recorded<'_>,
     health: Option<&Health>,
-    standby_ready: bool,
+    gate: Gate<'_>,
     now: Timestamp,
 ) -> Decision {
     let previous = recorded.route;
@@ -128,13 +149,20 @@ pub fn decide(
         let elapsed = Duration::try_from(now.duration_since(flipped)).unwrap_or_default();
         (elapsed < hold).then(|| hold - elapsed)
     };
+    let failing = failures >= check.failure_threshold;
+    if current == RouteTarget::Primary
+        && failing
+        && let Some(threshold) = gate.widespread
+    {
+        return stay(reasons::FAILOVER_HELD, threshold.explain());
+    }
     match current {
-        RouteTarget::Primary if failures >= check.failure_threshold && !standby_ready => stay(
+        RouteTarget::Primary if failing && !gate.standby_ready => stay(
             reasons::FAILOVER_BLOCKED,
             // No count in the message: it must read the same at every probe until it changes.
             "the primary is failing health checks, but the standby is not ready: mail stays with the primary, queued by the gateway".to_owned(),
         ),
-        RouteTarget::Primary if failures >= check.failure_threshold => {
+        RouteTarget::Primary if failing => {
             match recorded.last_failback.and_then(|back| Some((back, held_since(back)?))) {
                 Some((back, remaining)) => Decision {
                     recheck_in: Some(remaining),
@@ -205,6 +233,11 @@ mod tests {
     use crate::testing::fixture;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+    const NOT_READY: Gate<'static> = Gate {
+        standby_ready: false,
+        widespread: None,
+    };
+
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).unwrap()
     }
@@ -242,9 +275,21 @@ mod tests {
     #[test]
     fn fails_over_at_the_threshold_and_not_before() {
         let primary = routed(RouteTarget::Primary, 0);
-        let below = decide(&spec(), Recorded::route(&primary), Some(&health(2, 0)), true, at(100));
+        let below = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(2, 0)),
+            Gate::OPEN,
+            at(100),
+        );
         assert_eq!((below.target, below.flip), (RouteTarget::Primary, None));
-        let at_threshold = decide(&spec(), Recorded::route(&primary), Some(&health(3, 0)), true, at(100));
+        let at_threshold = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(3, 0)),
+            Gate::OPEN,
+            at(100),
+        );
         assert_eq!(
             (at_threshold.target, at_threshold.flip),
             (RouteTarget::Standby, Some(Flip::ToStandby))
@@ -260,14 +305,38 @@ mod tests {
     #[test]
     fn fails_back_only_after_the_success_threshold_and_the_hold_time() {
         let standby = routed(RouteTarget::Standby, 1000);
-        let too_few = decide(&spec(), Recorded::route(&standby), Some(&health(0, 2)), true, at(2000));
+        let too_few = decide(
+            &spec(),
+            Recorded::route(&standby),
+            Some(&health(0, 2)),
+            Gate::OPEN,
+            at(2000),
+        );
         assert_eq!(too_few.flip, None);
-        let too_soon = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), true, at(1030));
+        let too_soon = decide(
+            &spec(),
+            Recorded::route(&standby),
+            Some(&health(0, 3)),
+            Gate::OPEN,
+            at(1030),
+        );
         assert_eq!((too_soon.flip, too_soon.reason), (None, reasons::FAILBACK_PENDING));
         assert_eq!(too_soon.recheck_in, Some(Duration::from_secs(30)));
-        let later = decide(&spec(), Recorded::route(&standby), Some(&health(0, 4)), true, at(1045));
+        let later = decide(
+            &spec(),
+            Recorded::route(&standby),
+            Some(&health(0, 4)),
+            Gate::OPEN,
+            at(1045),
+        );
         assert_eq!(later.message, too_soon.message, "no countdown in the message");
-        let after_hold = decide(&spec(), Recorded::route(&standby), Some(&health(0, 3)), true, at(1060));
+        let after_hold = decide(
+            &spec(),
+            Recorded::route(&standby),
+            Some(&health(0, 3)),
+            Gate::OPEN,
+            at(1060),
+        );
         assert_eq!(
             (after_hold.target, after_hold.flip),
             (RouteTarget::Primary, Some(Flip::ToPrimary))
@@ -278,11 +347,11 @@ mod tests {
     fn no_probe_history_never_flips() {
         // A restarted operator: routing comes from status, counters start at zero.
         for route in [routed(RouteTarget::Standby, 0), routed(RouteTarget::Primary, 0)] {
-            let decision = decide(&spec(), Recorded::route(&route), None, true, at(10_000));
+            let decision = decide(&spec(), Recorded::route(&route), None, Gate::OPEN, at(10_000));
             assert_eq!((decision.target, decision.flip), (route.target, None));
             assert_eq!(decision.since, at(0));
         }
-        let fresh = decide(&spec(), Recorded::default(), None, true, at(5));
+        let fresh = decide(&spec(), Recorded::default(), None, Gate::OPEN, at(5));
         assert_eq!((fresh.target, fresh.since), (RouteTarget::Primary, at(5)));
     }
 
@@ -295,7 +364,7 @@ mod tests {
             &manual,
             Recorded::route(&routed(RouteTarget::Primary, 0)),
             Some(&health(0, 50)),
-            false, // a person decides, whatever the standby's readiness
+            NOT_READY, // a person decides, whatever the standby's readiness
             at(1),
         );
         assert_eq!(
@@ -307,7 +376,7 @@ mod tests {
             &manual,
             Recorded::route(&routed(RouteTarget::Standby, 0)),
             Some(&health(50, 0)),
-            true,
+            Gate::OPEN,
             at(1),
         );
         assert_eq!((off.target, off.flip), (RouteTarget::Primary, Some(Flip::ToPrimary)));
@@ -335,7 +404,7 @@ mod tests {
                 route: Some(&route),
                 last_failback,
             };
-            let decision = decide(&spec, recorded, Some(&health(failures, successes)), true, at(now));
+            let decision = decide(&spec, recorded, Some(&health(failures, successes)), Gate::OPEN, at(now));
             if let Some(flip) = decision.flip {
                 flips.push(now);
                 if flip == Flip::ToPrimary {
@@ -354,18 +423,89 @@ mod tests {
     #[test]
     fn no_failover_to_a_standby_that_is_not_ready() {
         let primary = routed(RouteTarget::Primary, 0);
-        let blocked = decide(&spec(), Recorded::route(&primary), Some(&health(9, 0)), false, at(100));
+        let blocked = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(9, 0)),
+            NOT_READY,
+            at(100),
+        );
         assert_eq!(
             (blocked.target, blocked.flip, blocked.reason),
             (RouteTarget::Primary, None, reasons::FAILOVER_BLOCKED)
         );
-        let later = decide(&spec(), Recorded::route(&primary), Some(&health(12, 0)), false, at(103));
+        let later = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(12, 0)),
+            NOT_READY,
+            at(103),
+        );
         assert_eq!(
             later.message, blocked.message,
             "no count in the message: no write per probe"
         );
-        let ready = decide(&spec(), Recorded::route(&primary), Some(&health(9, 0)), true, at(101));
+        let ready = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(9, 0)),
+            Gate::OPEN,
+            at(101),
+        );
         assert_eq!(ready.flip, Some(Flip::ToStandby));
+    }
+
+    #[test]
+    fn widespread_failures_hold_failovers_but_not_failbacks() {
+        let threshold = Threshold::default();
+        let widespread = Gate {
+            widespread: Some(&threshold),
+            ..Gate::OPEN
+        };
+        let primary = routed(RouteTarget::Primary, 0);
+        let held = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(9, 0)),
+            widespread,
+            at(100),
+        );
+        assert_eq!(
+            (held.target, held.flip, held.reason),
+            (RouteTarget::Primary, None, reasons::FAILOVER_HELD)
+        );
+        let later = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(30, 0)),
+            widespread,
+            at(190),
+        );
+        assert_eq!(
+            later.message, held.message,
+            "no count in the message: no write per probe"
+        );
+        let below = decide(
+            &spec(),
+            Recorded::route(&primary),
+            Some(&health(1, 0)),
+            widespread,
+            at(100),
+        );
+        assert_eq!(
+            below.reason,
+            reasons::PRIMARY_SERVING,
+            "nothing to hold below the threshold"
+        );
+        let standby = routed(RouteTarget::Standby, 0);
+        let back = decide(
+            &spec(),
+            Recorded::route(&standby),
+            Some(&health(0, 3)),
+            widespread,
+            at(1000),
+        );
+        assert_eq!(back.flip, Some(Flip::ToPrimary));
     }
 
     #[test]
@@ -375,15 +515,15 @@ mod tests {
             route: Some(&back),
             last_failback: Some(at(1000)),
         };
-        let too_soon = decide(&spec(), recorded, Some(&health(3, 0)), true, at(1030));
+        let too_soon = decide(&spec(), recorded, Some(&health(3, 0)), Gate::OPEN, at(1030));
         assert_eq!(
             (too_soon.target, too_soon.flip, too_soon.reason),
             (RouteTarget::Primary, None, reasons::FAILOVER_PENDING)
         );
         assert_eq!(too_soon.recheck_in, Some(Duration::from_secs(30)));
-        let later = decide(&spec(), recorded, Some(&health(9, 0)), true, at(1045));
+        let later = decide(&spec(), recorded, Some(&health(9, 0)), Gate::OPEN, at(1045));
         assert_eq!(later.message, too_soon.message, "no countdown in the message");
-        let after_hold = decide(&spec(), recorded, Some(&health(3, 0)), true, at(1060));
+        let after_hold = decide(&spec(), recorded, Some(&health(3, 0)), Gate::OPEN, at(1060));
         assert_eq!(after_hold.flip, Some(Flip::ToStandby));
     }
 }

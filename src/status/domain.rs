@@ -283,10 +283,9 @@ fn serving(acted: &Acted) -> (DomainPhase, Desired) {
     let ready = |reason, message: String| Desired::new(types::READY, Status::True, reason, message);
     let not_ready = |reason, message: String| Desired::new(types::READY, Status::False, reason, message);
     let standby = &acted.standby;
-    if decision.is_some_and(|d| d.reason == reasons::FAILOVER_BLOCKED) {
-        // The primary is down and nothing can take over: mail waits in the gateway's queue.
-        let message = decision.map(|d| d.message.clone()).unwrap_or_default();
-        (DomainPhase::Degraded, not_ready(reasons::FAILOVER_BLOCKED, message))
+    if let Some(held) = decision.filter(|d| [reasons::FAILOVER_BLOCKED, reasons::FAILOVER_HELD].contains(&d.reason)) {
+        // The primary is down and nothing takes over: mail waits in the gateway's queue.
+        (DomainPhase::Degraded, not_ready(held.reason, held.message.clone()))
     } else if acted.covered.is_none() {
         // Without its user list the mail pod has no configuration to start with.
         (
@@ -360,7 +359,7 @@ mod tests {
     use crate::api::domain::ProbeFailureClass;
     use crate::health::probe::Outcome;
     use crate::health::probe::Report as ProbeReport;
-    use crate::routing::decision::{Recorded, decide};
+    use crate::routing::decision::{Gate, Recorded, decide};
     use crate::status::standby::{Expected, Observed, judge};
     use crate::testing::fixture;
     use crate::validation::claims::Claim;
@@ -405,7 +404,10 @@ mod tests {
             &domain.spec,
             Recorded::of(domain.status.as_ref()),
             health.as_ref(),
-            standby.ready,
+            Gate {
+                standby_ready: standby.ready,
+                widespread: None,
+            },
             at(now).0,
         );
         Report {

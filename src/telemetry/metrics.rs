@@ -64,6 +64,8 @@ pub struct Metrics {
     probe_duration: Histogram,
     flips: Family<FlipLabels, Counter>,
     continuity_seconds: Counter<f64>,
+    widespread_failure: Gauge,
+    failover_holds: Counter,
 }
 
 impl Default for Metrics {
@@ -121,6 +123,18 @@ impl Default for Metrics {
             "Time domains spent in continuity, counted when continuity ends",
             continuity_seconds.clone(),
         );
+        let widespread_failure = Gauge::default();
+        registry.register(
+            "widespread_failure",
+            "1 while so many primaries fail at once that failovers are held",
+            widespread_failure.clone(),
+        );
+        let failover_holds = Counter::default();
+        registry.register(
+            "failover_holds",
+            "Times failovers were held because many primaries failed at once",
+            failover_holds.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -132,6 +146,8 @@ impl Default for Metrics {
             probe_duration,
             flips,
             continuity_seconds,
+            widespread_failure,
+            failover_holds,
         }
     }
 }
@@ -191,6 +207,14 @@ impl Metrics {
         }
     }
 
+    /// Records that failovers are held (`true`, counted once per hold) or released.
+    pub fn set_widespread_failure(&self, held: bool) {
+        if held {
+            self.failover_holds.inc();
+        }
+        self.widespread_failure.set(i64::from(held));
+    }
+
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -218,6 +242,7 @@ mod tests {
         metrics.set_leader(true);
         metrics.probed("Refused", Duration::from_millis(1));
         metrics.flipped(Flip::ToPrimary, Some(Duration::from_secs(90)));
+        metrics.set_widespread_failure(true);
         let text = metrics.encode();
         for expected in [
             r#"continuity_reconciliations_total{kind="ContinuityDomain"} 1"#,
@@ -228,6 +253,8 @@ mod tests {
             r#"continuity_probes_total{result="Refused"} 1"#,
             "continuity_probe_duration_seconds_count 1",
             r#"continuity_routing_flips_total{to="primary"} 1"#,
+            "continuity_widespread_failure 1",
+            "continuity_failover_holds_total 1",
             "continuity_continuity_seconds_total 90.0",
         ] {
             assert!(text.contains(expected), "missing {expected} in\n{text}");

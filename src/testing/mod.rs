@@ -30,6 +30,7 @@ pub fn environment() -> Environment {
             image_prefixes: Vec::new(),
             webmail_annotations: DEFAULT_WEBMAIL_ANNOTATIONS.split(',').map(str::to_owned).collect(),
             primary_networks: std::sync::Arc::default(),
+            primary_ports: crate::validation::policy::PortRanges::default(),
         },
     }
 }

@@ -219,6 +219,31 @@ pub fn domain_yaml(name: &str, mail_domain: &str) -> String {
     )
 }
 
+/// A domain whose primary is `localhost:port` (a DNS name, so the next-hop Service can name
+/// it; Services cannot route to loopback addresses), probed every second: three failures fail
+/// over, two successes and five seconds since the last flip fail back.
+pub fn probed_domain(name: &str, mail: &str, port: u16, extra: &str) -> String {
+    probed_domain_at(name, mail, "localhost", port, extra)
+}
+
+/// As [`probed_domain`], with the primary at `host:port`.
+pub fn probed_domain_at(name: &str, mail: &str, host: &str, port: u16, extra: &str) -> String {
+    format!(
+        "{}  healthCheck:\n    periodSeconds: 1\n    timeoutSeconds: 1\n    failureThreshold: 3\n    successThreshold: 2\n    minFlipIntervalSeconds: 5\n{extra}",
+        domain_yaml(name, mail).replace(&format!("host: mx.{mail}"), &format!("host: {host}\n    port: {port}"))
+    )
+}
+
+/// The Events in the scene's namespace with `reason`.
+pub async fn events_with_reason(scene: &Scene, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = scene.api();
+    let list = events.list(&ListParams::default()).await.expect("listing Events");
+    list.items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
 /// A ContinuityUser, as YAML.
 pub fn user_yaml(name: &str, domain: &str, address: &str) -> String {
     format!(
@@ -416,8 +441,13 @@ impl<'a> OperatorOptions<'a> {
             identity: unique("operator"),
             kubeconfig: kubeconfig().to_owned(),
             lease_namespace: None,
-            // Every test primary and peer listens on this machine's loopback.
-            args: vec!["--allowed-primary-networks=127.0.0.0/8".to_owned()],
+            // Every test primary and peer listens on this machine's loopback, on a port the
+            // kernel picked.
+            args: vec![
+                // `localhost` resolves to ::1 as well (hickory answers it itself, RFC 6761).
+                "--allowed-primary-networks=127.0.0.0/8,::1/128".to_owned(),
+                "--allowed-primary-ports=1-65535".to_owned(),
+            ],
         }
     }
 }
@@ -609,8 +639,19 @@ impl Operator {
 pub fn loopback_allowed() -> std::sync::Arc<continuity_operator::health::networks::ProbeNetworks> {
     std::sync::Arc::new(continuity_operator::health::networks::ProbeNetworks {
         cluster: Vec::new(),
-        allowed: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+        allowed: vec![
+            "127.0.0.0/8".parse().expect("a CIDR"),
+            "::1/128".parse().expect("a CIDR"),
+        ],
     })
+}
+
+/// A prober's client introducing itself as `helo`, resolving names as this machine does.
+pub fn probe_client(helo: &str) -> continuity_operator::health::probe::ProbeClient {
+    continuity_operator::health::probe::ProbeClient {
+        helo: helo.to_owned(),
+        resolver: continuity_operator::health::resolver::Resolver::system(),
+    }
 }
 
 /// How to probe 127.0.0.1:`port` every `period_ms`, counting every failure class.

@@ -6,26 +6,12 @@ use std::time::Duration;
 use continuity_operator::api::ContinuityDomain;
 use continuity_operator::api::domain::{DomainPhase, RouteTarget};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 
 use crate::common::*;
 use crate::peers::{Behavior, Peer};
 use crate::postfix::{Postfix, Role, send_mail};
-
-/// A domain whose primary is `localhost:port` (a DNS name, so the next-hop Service can name
-/// it; Services cannot route to loopback addresses), probed every second: three failures fail
-/// over, two successes and five seconds since the last flip fail back.
-fn probed_domain(name: &str, mail: &str, port: u16, extra: &str) -> String {
-    format!(
-        "{}  healthCheck:\n    periodSeconds: 1\n    timeoutSeconds: 1\n    failureThreshold: 3\n    successThreshold: 2\n    minFlipIntervalSeconds: 5\n{extra}",
-        domain_yaml(name, mail).replace(
-            &format!("host: mx.{mail}"),
-            &format!("host: localhost\n    port: {port}")
-        )
-    )
-}
 
 async fn route(domains: &Api<ContinuityDomain>, name: &str, target: RouteTarget) -> ContinuityDomain {
     wait_for(
@@ -67,15 +53,6 @@ async fn transport_map_lists(scene: &Scene, line: &str) -> String {
         },
     )
     .await
-}
-
-async fn events_with_reason(scene: &Scene, reason: &str) -> Vec<Event> {
-    let events: Api<Event> = scene.api();
-    let list = events.list(&ListParams::default()).await.expect("listing Events");
-    list.items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .collect()
 }
 
 #[tokio::test]

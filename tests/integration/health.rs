@@ -1,16 +1,20 @@
 //! The SMTP probe against real peers: Postfix running and stopped, and scripted fault peers
 //! for every failure class; and the scheduler keeping one slow primary from delaying others.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use continuity_operator::api::domain::ProbeFailureClass;
-use continuity_operator::health::probe::{self, Outcome, Target};
+use continuity_operator::health::probe::{self, Outcome, ProbeClient, Target};
+use continuity_operator::health::resolver::Resolver;
 use continuity_operator::health::scheduler::{Prober, Registration};
+use continuity_operator::health::widespread::Threshold;
 use continuity_operator::telemetry::Metrics;
 use continuity_operator::tls;
 
-use crate::common::{loopback_allowed, probe_registration, wait_for};
+use crate::common::{loopback_allowed, probe_client, probe_registration, wait_for};
+use crate::dns::{Answer, Dns};
 use crate::peers::{Behavior, Peer, PrivateCa};
 use crate::postfix::{Postfix, Role};
 
@@ -28,7 +32,12 @@ async fn outcome_of(
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> (Outcome, String, Duration) {
     let peer = Peer::start(behavior).await;
-    let report = probe::probe(&target("127.0.0.1", peer.port, 1000), "probe.test", tls.as_ref()).await;
+    let report = probe::probe(
+        &target("127.0.0.1", peer.port, 1000),
+        &probe_client("probe.test"),
+        tls.as_ref(),
+    )
+    .await;
     (report.outcome, report.detail, report.latency)
 }
 
@@ -41,7 +50,12 @@ async fn a_running_postfix_is_reachable_and_a_stopped_one_refuses() {
         },
     )
     .await;
-    let healthy = probe::probe(&target("127.0.0.1", postfix.port, 2000), "probe.test", None).await;
+    let healthy = probe::probe(
+        &target("127.0.0.1", postfix.port, 2000),
+        &probe_client("probe.test"),
+        None,
+    )
+    .await;
     assert_eq!(healthy.outcome, Outcome::Ok, "{}", healthy.detail);
     assert!(
         healthy.detail.starts_with("220 primary.test ESMTP"),
@@ -54,7 +68,12 @@ async fn a_running_postfix_is_reachable_and_a_stopped_one_refuses() {
     })
     .await;
     postfix.stop();
-    let stopped = probe::probe(&target("127.0.0.1", postfix.port, 2000), "probe.test", None).await;
+    let stopped = probe::probe(
+        &target("127.0.0.1", postfix.port, 2000),
+        &probe_client("probe.test"),
+        None,
+    )
+    .await;
     assert_eq!(
         stopped.outcome,
         Outcome::Failed(ProbeFailureClass::Refused),
@@ -85,13 +104,56 @@ async fn every_fault_is_classified() {
             "a probe never outlasts its timeout: {latency:?}"
         );
     }
-    let dns = probe::probe(&target("no-such-host.invalid", 25, 3000), "probe.test", None).await;
+    let dns = probe::probe(
+        &target("no-such-host.invalid", 25, 3000),
+        &probe_client("probe.test"),
+        None,
+    )
+    .await;
     assert_eq!(
         dns.outcome,
-        Outcome::Failed(ProbeFailureClass::DnsFailure),
+        Outcome::Failed(ProbeFailureClass::NameNotFound),
         "{}",
         dns.detail
     );
+}
+
+#[tokio::test]
+async fn a_name_is_classified_by_what_its_dns_says_and_a_failing_resolver_apart() {
+    let dns = Dns::start().await;
+    let peer = Peer::start(Behavior::Smtp(None)).await;
+    let client = ProbeClient {
+        helo: "probe.test".into(),
+        resolver: Resolver::with_servers(&[dns.address]),
+    };
+    let cases = [
+        ("up.dns.test", Answer::Address(Ipv4Addr::LOCALHOST), Outcome::Ok),
+        (
+            "gone.dns.test",
+            Answer::NxDomain,
+            Outcome::Failed(ProbeFailureClass::NameNotFound),
+        ),
+        (
+            "broken.dns.test",
+            Answer::ServFail,
+            Outcome::Failed(ProbeFailureClass::DnsFailure),
+        ),
+        (
+            "mute.dns.test",
+            Answer::Silent,
+            Outcome::Failed(ProbeFailureClass::DnsFailure),
+        ),
+        (
+            "metadata.dns.test",
+            Answer::Address(Ipv4Addr::new(169, 254, 169, 254)),
+            Outcome::Failed(ProbeFailureClass::AddressNotAllowed),
+        ),
+    ];
+    for (name, answer, expected) in cases {
+        dns.set(name, answer);
+        let report = probe::probe(&target(name, peer.port, 1000), &client, None).await;
+        assert_eq!(report.outcome, expected, "{name}: {}", report.detail);
+    }
 }
 
 #[tokio::test]
@@ -121,7 +183,13 @@ fn key(name: &str) -> (String, String) {
 }
 
 fn prober(concurrency: usize) -> Arc<Prober> {
-    let (prober, run) = Prober::new("probe.test".into(), concurrency, Arc::new(Metrics::default()), |_| {});
+    let (prober, run) = Prober::new(
+        probe_client("probe.test"),
+        concurrency,
+        Threshold::default(),
+        Arc::new(Metrics::default()),
+        |_| {},
+    );
     tokio::spawn(run);
     prober
 }

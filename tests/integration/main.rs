@@ -4,11 +4,13 @@
 mod chart;
 mod common;
 mod crds;
+mod dns;
 mod domains;
 mod failover;
 mod health;
 mod leader_election;
 mod mailstack;
+mod own_faults;
 mod peers;
 /// The one Pod Security checker, shared with the unit tests of the builders.
 #[path = "../../src/testing/pod_security.rs"]

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use continuity_operator::api::ContinuityDomain;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::common::*;
 use crate::peers::{Behavior, Peer};
@@ -243,9 +243,10 @@ async fn a_namespace_serves_only_the_mail_domains_granted_to_it() {
 async fn the_prober_never_reaches_the_operators_host_or_the_cluster() {
     let client = client().await;
     let namespace = namespace(&client, "scan").await;
-    // The operator's defaults: no network allowed beyond what is outside host and cluster.
+    // The operator's defaults: no network allowed beyond what is outside host and cluster
+    // (any port, to reach the test's listener).
     let _operator = Operator::start(OperatorOptions {
-        args: Vec::new(),
+        args: vec!["--allowed-primary-ports=1-65535".to_owned()],
         ..OperatorOptions::scoped(&namespace)
     });
     let mail = mail_domain("scan");
@@ -257,7 +258,7 @@ async fn the_prober_never_reaches_the_operators_host_or_the_cluster() {
     );
     apply_yaml(&client, &namespace, &named).await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
-    let probed = reach(&domains, "named", "PrimaryReachable", "False", "DNSFailure").await;
+    let probed = reach(&domains, "named", "PrimaryReachable", "False", "AddressNotAllowed").await;
     let detail = probed.status.and_then(|s| s.primary?.detail).unwrap_or_default();
     assert!(detail.contains("does not let the prober reach"), "{detail}");
 
@@ -275,6 +276,36 @@ async fn the_prober_never_reaches_the_operators_host_or_the_cluster() {
         endpoints.get_opt("by-address-primary").await.expect("get").is_none(),
         "no Endpoints to it"
     );
+}
+
+/// The prober cannot map a host's services for a tenant: it tells an open port from a closed
+/// one, so a primary may only name a mail port unless the provider allows more.
+#[tokio::test]
+async fn the_prober_knocks_only_on_mail_ports() {
+    let client = client().await;
+    let namespace = namespace(&client, "ports").await;
+    // The operator's default ports; loopback allowed, where the listener is.
+    let _operator = Operator::start(OperatorOptions {
+        args: vec!["--allowed-primary-networks=127.0.0.0/8,::1/128".to_owned()],
+        ..OperatorOptions::scoped(&namespace)
+    });
+    let mail = mail_domain("ports");
+    let ssh = Peer::start(Behavior::Greets("SSH-2.0-OpenSSH_9.2p1 internal-host")).await;
+    let yaml = domain_yaml("d", &mail).replace(
+        &format!("host: mx.{mail}"),
+        &format!("host: localhost\n    port: {}", ssh.port),
+    );
+    apply_yaml(&client, &namespace, &yaml).await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client, &namespace);
+    let refused = reach(&domains, "d", "Ready", "False", "InvalidSpec").await;
+    let status = refused.status.expect("status");
+    let message = condition(&status.conditions, "Ready").expect("Ready").2;
+    assert!(message.contains("spec.primary.port"), "{message}");
+    assert!(
+        message.contains("25, 465, 587, 2525"),
+        "the message names what is allowed: {message}"
+    );
+    assert!(status.primary.is_none(), "never probed: {:?}", status.primary);
 }
 
 /// A domain whose shared emergency-password Secret does not exist says so in status, not only
@@ -297,5 +328,77 @@ async fn a_missing_password_secret_is_named_in_status() {
     assert_eq!(
         users.emergency_password_problems,
         ["Secret shared-passwords does not exist"]
+    );
+}
+
+/// The standby admits SMTP from the gateway's namespace by `kubernetes.io/metadata.name`,
+/// which Kubernetes sets itself only since 1.21. On 1.20 (the test control plane) nothing
+/// matches until the provider sets the label, as the README says: the operator warns, and
+/// once labelled the rule selects the namespace (the API server evaluates the selector).
+#[tokio::test]
+async fn the_gateway_namespace_label_is_checked_and_works_once_set_as_documented() {
+    let client = client().await;
+    let gateway = namespace(&client, "gateway").await;
+    let tenant = namespace(&client, "gateway-tenant").await;
+    let mut options = OperatorOptions::scoped(&tenant);
+    options.args.push(format!("--transport-map-namespace={gateway}"));
+    let operator = Operator::start(options);
+    let mail = mail_domain("gateway");
+    apply_yaml(&client, &tenant, &domain_yaml("d", &mail)).await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &tenant);
+    let policy = wait_for("the mail pod's NetworkPolicy", Duration::from_secs(30), || async {
+        policies.get_opt("d-standby-mail").await.ok().flatten()
+    })
+    .await;
+    let labels = policy
+        .spec
+        .and_then(|spec| {
+            spec.ingress?
+                .into_iter()
+                .next()?
+                .from?
+                .into_iter()
+                .next()?
+                .namespace_selector?
+                .match_labels
+        })
+        .expect("the SMTP rule selects namespaces by label");
+    assert_eq!(labels.get("kubernetes.io/metadata.name"), Some(&gateway));
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let selected = || async {
+        let found = namespaces
+            .list_metadata(&ListParams::default().labels(&selector.join(",")))
+            .await
+            .expect("listing namespaces");
+        found
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect::<Vec<_>>()
+    };
+
+    let labelled_by_kubernetes = selected().await.contains(&gateway);
+    if !labelled_by_kubernetes {
+        // Kubernetes 1.20: the operator says what is wrong and how to fix it.
+        wait_for("the operator's warning", Duration::from_secs(30), || async {
+            operator
+                .log_text()
+                .contains(&format!(
+                    "kubectl label namespace {gateway} kubernetes.io/metadata.name={gateway}"
+                ))
+                .then_some(())
+        })
+        .await;
+        let label = serde_json::json!({ "metadata": { "labels": { "kubernetes.io/metadata.name": gateway } } });
+        namespaces
+            .patch(&gateway, &PatchParams::default(), &Patch::Merge(&label))
+            .await
+            .expect("labelling the gateway's namespace");
+    }
+    assert_eq!(
+        selected().await,
+        vec![gateway],
+        "the rule selects the gateway's namespace, and only it"
     );
 }

@@ -87,7 +87,8 @@ pub struct HealthCheck {
     pub tls_period_seconds: u32,
 
     /// Which probe outcomes count as a failure. Outcomes not listed are reported in status but
-    /// never flip routing.
+    /// never flip routing. The default is every class but `DNSFailure`: a lookup that fails
+    /// (rather than the name not existing) is most often the operator's own network.
     #[serde(default = "default_failure_classes")]
     #[schemars(length(min = 1))]
     #[x_kube(merge_strategy = ListMerge::Set)]
@@ -113,7 +114,7 @@ fn default_tls_period_seconds() -> u32 {
     300
 }
 fn default_failure_classes() -> Vec<ProbeFailureClass> {
-    ProbeFailureClass::ALL.to_vec()
+    ProbeFailureClass::counted_by_default()
 }
 
 impl Default for HealthCheck {
@@ -146,7 +147,14 @@ pub enum ProbeFailureClass {
     TlsFailure,
     /// The server spoke something that is not SMTP.
     ProtocolError,
-    /// The primary's host name could not be resolved.
+    /// The primary's host name does not exist (NXDOMAIN) or has no address: the customer's
+    /// DNS says so.
+    NameNotFound,
+    /// The primary's name resolves to an address the provider does not let the prober reach
+    /// (the operator's host, the cluster's networks); nothing is connected to.
+    AddressNotAllowed,
+    /// Looking up the primary's host name failed (resolver timeout, SERVFAIL): most often the
+    /// operator's own network, so not counted towards failover unless listed.
     #[serde(rename = "DNSFailure")]
     DnsFailure,
 }
@@ -161,7 +169,9 @@ impl ProbeFailureClass {
             Self::Greeting5xx => "the server greets with a permanent refusal (5xx)",
             Self::TlsFailure => "STARTTLS or the certificate check failed",
             Self::ProtocolError => "the server does not speak SMTP",
-            Self::DnsFailure => "the name does not resolve",
+            Self::NameNotFound => "the name does not exist or has no address",
+            Self::AddressNotAllowed => "the name resolves to an address the prober may not reach",
+            Self::DnsFailure => "looking up the name failed",
         }
     }
 
@@ -174,20 +184,33 @@ impl ProbeFailureClass {
             Self::Greeting5xx => "Greeting5xx",
             Self::TlsFailure => "TLSFailure",
             Self::ProtocolError => "ProtocolError",
+            Self::NameNotFound => "NameNotFound",
+            Self::AddressNotAllowed => "AddressNotAllowed",
             Self::DnsFailure => "DNSFailure",
         }
     }
 
     /// Every class, in the order the schema lists them.
-    pub const ALL: [ProbeFailureClass; 7] = [
+    pub const ALL: [ProbeFailureClass; 9] = [
         Self::Refused,
         Self::Timeout,
         Self::Greeting4xx,
         Self::Greeting5xx,
         Self::TlsFailure,
         Self::ProtocolError,
+        Self::NameNotFound,
+        Self::AddressNotAllowed,
         Self::DnsFailure,
     ];
+
+    /// What counts towards failover unless a domain lists its own: everything the primary or
+    /// its DNS can say, not a lookup that failed on the operator's side.
+    pub fn counted_by_default() -> Vec<ProbeFailureClass> {
+        Self::ALL
+            .into_iter()
+            .filter(|class| *class != Self::DnsFailure)
+            .collect()
+    }
 }
 
 /// Whether continuity follows health checks or an explicit decision.

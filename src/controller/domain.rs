@@ -106,10 +106,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
                 ingress: ingress.as_deref(),
             },
             heartbeat: ctx.settings.status_heartbeat,
-            widespread: ctx
-                .prober
-                .widespread_failure()
-                .then(|| ctx.prober.widespread_threshold()),
+            widespread: ctx.prober.widespread_failure(),
             now,
         },
     )?;

@@ -164,14 +164,10 @@ impl Prober {
         lock(&self.board).health(key).cloned()
     }
 
-    /// Whether so many primaries fail at once that failovers are held.
-    pub fn widespread_failure(&self) -> bool {
-        self.widespread.load(Ordering::Relaxed)
-    }
-
-    /// The threshold of a widespread failure, to explain a held failover.
-    pub fn widespread_threshold(&self) -> &Threshold {
-        &self.threshold
+    /// While so many primaries fail at once that failovers are held, the threshold they
+    /// passed (to explain the hold).
+    pub fn widespread_failure(&self) -> Option<&Threshold> {
+        self.widespread.load(Ordering::Relaxed).then_some(&self.threshold)
     }
 
     /// Removes domains from the board with `change`, and reassesses.

@@ -24,7 +24,7 @@ impl Default for Threshold {
 impl Threshold {
     /// Whether `failing` of `probed` primaries failing at once is widespread.
     pub fn widespread(&self, failing: usize, probed: usize) -> bool {
-        // Compared in integers where possible: 5 of 10 at 0.5 is not "more than half".
+        // "More than": 5 of 10 at 0.5 is not widespread.
         probed >= self.min_primaries && probed > 0 && (failing as f64) > self.share * (probed as f64)
     }
 

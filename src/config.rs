@@ -124,7 +124,8 @@ pub struct Config {
     pub webmail_image: String,
 
     /// Labels (`key=value,...`) of the namespaces whose pods may send SMTP to the standbys:
-    /// the provider's inbound gateway. Default: the transport map's namespace.
+    /// the provider's inbound gateway. Default: the transport map's namespace. Empty: no
+    /// namespace, for a gateway outside the cluster (`--gateway-cidrs` then required).
     #[arg(long, env = "GATEWAY_NAMESPACE_LABELS")]
     pub gateway_namespace_labels: Option<String>,
 
@@ -212,8 +213,13 @@ impl Config {
         if self.max_concurrent_reconciles == 0 {
             return Err(Error::Config("--max-concurrent-reconciles must be at least 1".into()));
         }
-        if let Some(labels) = &self.gateway_namespace_labels {
-            parse_labels("--gateway-namespace-labels", labels)?;
+        if let Some(labels) = &self.gateway_namespace_labels
+            && parse_labels("--gateway-namespace-labels", labels)?.is_empty()
+            && non_empty(&self.gateway_cidrs).is_empty()
+        {
+            return Err(Error::Config(
+                "--gateway-namespace-labels is empty and there are no --gateway-cidrs: no gateway could deliver to a standby".into(),
+            ));
         }
         parse_labels("--gateway-pod-labels", &self.gateway_pod_labels)?;
         networks("--gateway-cidrs", &self.gateway_cidrs)?;
@@ -404,6 +410,28 @@ mod tests {
         assert_eq!(gateway.namespace_labels.len(), 2);
         assert_eq!(gateway.cidrs.len(), 2);
 
+        let nowhere = Config::parse_from(["continuity-operator", "--gateway-namespace-labels", ""]);
+        assert!(
+            nowhere
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("no gateway could deliver")
+        );
+        let outside = Config::parse_from([
+            "continuity-operator",
+            "--gateway-namespace-labels=",
+            "--gateway-cidrs=192.0.2.0/24",
+        ]);
+        assert!(outside.check().is_ok());
+        assert!(
+            outside
+                .environment("ignored")
+                .unwrap()
+                .gateway
+                .namespace_labels
+                .is_empty()
+        );
         let bad = Config::parse_from(["continuity-operator", "--gateway-pod-labels", "app"]);
         assert!(bad.check().unwrap_err().to_string().contains("not key=value"));
         let bad = Config::parse_from(["continuity-operator", "--gateway-cidrs", "192.0.2.0/33"]);

@@ -19,7 +19,8 @@ use crate::validation::ValidatedDomain;
 /// Who may send SMTP to the standbys: the provider's inbound gateway.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GatewayPeers {
-    /// Labels of the gateway's namespaces (every namespace when empty).
+    /// Labels of the gateway's namespaces; none for a gateway outside the cluster only (an
+    /// empty selector would admit every namespace, tenants' included).
     pub namespace_labels: BTreeMap<String, String>,
     /// Labels of the gateway's pods in those namespaces (every pod when empty).
     pub pod_labels: BTreeMap<String, String>,
@@ -67,19 +68,21 @@ fn policy(
 /// The mail pod's policy.
 pub fn mail_policy(domain: &ValidatedDomain<'_>) -> NetworkPolicy {
     let gateway = &domain.env.gateway;
-    let gateway_peers: Vec<NetworkPolicyPeer> = std::iter::once(NetworkPolicyPeer {
+    let in_cluster = (!gateway.namespace_labels.is_empty()).then(|| NetworkPolicyPeer {
         namespace_selector: Some(selector(&gateway.namespace_labels)),
         pod_selector: (!gateway.pod_labels.is_empty()).then(|| selector(&gateway.pod_labels)),
         ..NetworkPolicyPeer::default()
-    })
-    .chain(gateway.cidrs.iter().map(|cidr| NetworkPolicyPeer {
-        ip_block: Some(IPBlock {
-            cidr: cidr.clone(),
-            ..IPBlock::default()
-        }),
-        ..NetworkPolicyPeer::default()
-    }))
-    .collect();
+    });
+    let gateway_peers: Vec<NetworkPolicyPeer> = in_cluster
+        .into_iter()
+        .chain(gateway.cidrs.iter().map(|cidr| NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: cidr.clone(),
+                ..IPBlock::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        }))
+        .collect();
     let webmail_pods = NetworkPolicyPeer {
         pod_selector: Some(selector(&selector_labels(domain, webmail::COMPONENT))),
         ..NetworkPolicyPeer::default()
@@ -158,6 +161,21 @@ mod tests {
             webmail_from[0].pod_selector.clone().unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
             "webmail"
         );
+    }
+
+    #[test]
+    fn a_gateway_outside_the_cluster_admits_no_namespace() {
+        let mut env = environment();
+        env.gateway.namespace_labels.clear();
+        env.gateway.cidrs = vec!["192.0.2.0/24".into()];
+        let domain = ValidatedDomain {
+            env: &env,
+            ..validated("domain-minimal.yaml")
+        };
+        let rules = mail_policy(&domain).spec.unwrap().ingress.unwrap();
+        let smtp_from = rules[0].from.clone().unwrap();
+        assert_eq!(smtp_from.len(), 1);
+        assert!(smtp_from[0].namespace_selector.is_none() && smtp_from[0].pod_selector.is_none());
     }
 
     #[test]

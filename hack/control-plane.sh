@@ -4,6 +4,8 @@
 # reach no container registry and no GitHub. See README.md, "Test control plane".
 #
 #   hack/control-plane.sh build                 build once, cache the binaries; print the bin dir
+#   hack/control-plane.sh build-node            the same for a node's (kubelet, kube-scheduler,
+#                                               kube-proxy, pause), used by hack/cluster.sh
 #   hack/control-plane.sh start DIR [--watch-pid PID]
 #                                               start on free loopback ports; writes DIR/kubeconfig
 #                                               and DIR/env; with --watch-pid, stops itself when
@@ -25,26 +27,25 @@ readonly K8S_UPSTREAM_VERSION="v1.20.2"
 readonly CACHE_DIR="$CACHE_ROOT/control-plane/$K8S_DEB_VERSION"
 readonly BIN_DIR="$CACHE_DIR/bin"
 readonly BINARIES=(etcd kube-apiserver kube-controller-manager)
+readonly NODE_BIN_DIR="$CACHE_DIR/node-bin"
+readonly NODE_BINARIES=(kubelet kube-scheduler kube-proxy pause)
 
 cached() {
-  for b in "${BINARIES[@]}"; do [ -x "$BIN_DIR/$b" ] || return 1; done
+  local dir=$1 b
+  shift
+  for b in "$@"; do [ -x "$dir/$b" ] || return 1; done
 }
 
-build() {
-  if cached; then
-    echo "$BIN_DIR"
-    return 0
-  fi
+# Downloads Debian's kubernetes source package into WORK/tree and prepares it for `make`.
+prepare_tree() {
+  local work=$1
   ensure_packages golang-1.19-go golang-1.19-src rsync etcd-server dpkg-dev make curl openssl python3 \
     golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
-  local work="$CACHE_DIR/work"
-  rm -rf "$work"
+  rm -rf "${work:?}"
   mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial"
   # A private apt configuration, so the system's sources stay untouched.
-  cat >"$work/apt/sources.list" <<EOF
-deb-src http://deb.debian.org/debian bookworm main
-deb-src http://deb.debian.org/debian-security bookworm-security main
-EOF
+  printf '%s\n' "deb-src http://deb.debian.org/debian bookworm main" \
+    "deb-src http://deb.debian.org/debian-security bookworm-security main" >"$work/apt/sources.list"
   local apt_opts=(-o "Dir::Etc::SourceList=$work/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache" -o APT::Sandbox::User=root)
   log "downloading Debian source package kubernetes $K8S_DEB_VERSION"
@@ -67,34 +68,89 @@ EOF
     cp -r "/usr/share/gocode/src/$pkg/." "$tree/vendor/$pkg/"
   done
   # Without a git checkout the build would call itself v0.0.0; tell it what it is.
-  cat >"$work/version" <<EOF
-KUBE_GIT_COMMIT='0000000000000000000000000000000000000000'
-KUBE_GIT_TREE_STATE='clean'
-KUBE_GIT_VERSION='$K8S_UPSTREAM_VERSION'
-KUBE_GIT_MAJOR='1'
-KUBE_GIT_MINOR='20'
-EOF
+  printf '%s\n' "KUBE_GIT_COMMIT='0000000000000000000000000000000000000000'" "KUBE_GIT_TREE_STATE='clean'" \
+    "KUBE_GIT_VERSION='$K8S_UPSTREAM_VERSION'" "KUBE_GIT_MAJOR='1'" "KUBE_GIT_MINOR='20'" >"$work/version"
   mkdir -p "$work/gopath/src/k8s.io"
   ln -sfn "$tree" "$work/gopath/src/k8s.io/kubernetes"
-  log "building kube-apiserver and kube-controller-manager (about 5 minutes on 2 cores)"
+}
+
+# Builds the commands named (each `cmd/<name>`) in the prepared tree of WORK.
+make_commands() {
+  local work=$1
+  shift
+  local what
+  what=$(printf 'cmd/%s ' "$@")
+  log "building $* (a few minutes on 2 cores)"
   (
     cd "$work/gopath/src/k8s.io/kubernetes"
     export GOROOT=/usr/lib/go-1.19 GOPATH="$work/gopath" GOPROXY=off CGO_ENABLED=0 \
       GOCACHE="$work/gocache" HOME="$work" KUBE_GIT_VERSION_FILE="$work/version"
     export PATH="$GOROOT/bin:$PATH"
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1
+    make WHAT="$what" >"$work/build.log" 2>&1
   ) || { tail -n 40 "$work/build.log" >&2; die "build failed (log: $work/build.log)"; }
+}
 
-  local staged="$CACHE_DIR/bin.partial"
+# Moves STAGED to DEST in one step: a half-built cache never looks complete.
+publish() {
+  local staged=$1 dest=$2
+  rm -rf "${dest:?}"
+  mv "$staged" "$dest"
+  log "cached in $dest"
+}
+
+# Holds the build lock until the script exits: two scripts building at once would share a tree.
+lock_builds() {
+  mkdir -p "$CACHE_DIR"
+  exec 8>"$CACHE_DIR/build.lock"
+  flock 8
+}
+
+build() {
+  if cached "$BIN_DIR" "${BINARIES[@]}"; then
+    echo "$BIN_DIR"
+    return 0
+  fi
+  lock_builds
+  if cached "$BIN_DIR" "${BINARIES[@]}"; then
+    echo "$BIN_DIR"
+    return 0
+  fi
+  local work="$CACHE_DIR/work" staged="$CACHE_DIR/bin.partial"
+  prepare_tree "$work"
+  make_commands "$work" kube-apiserver kube-controller-manager
   rm -rf "$staged"
   mkdir -p "$staged"
-  cp "$tree/_output/bin/kube-apiserver" "$tree/_output/bin/kube-controller-manager" "$staged/"
+  cp "$work/tree/_output/bin/kube-apiserver" "$work/tree/_output/bin/kube-controller-manager" "$staged/"
   cp /usr/bin/etcd "$staged/"
-  rm -rf "$BIN_DIR"
-  mv "$staged" "$BIN_DIR" # atomic: a half-built cache never looks complete
+  publish "$staged" "$BIN_DIR"
   rm -rf "$work"
-  log "cached in $BIN_DIR"
   echo "$BIN_DIR"
+}
+
+# A node's binaries, for hack/cluster.sh: kubelet, kube-scheduler and kube-proxy from the same
+# tree, and the sandbox image's pause program, compiled static from the tree's own source.
+build_node() {
+  if cached "$NODE_BIN_DIR" "${NODE_BINARIES[@]}"; then
+    echo "$NODE_BIN_DIR"
+    return 0
+  fi
+  lock_builds
+  if cached "$NODE_BIN_DIR" "${NODE_BINARIES[@]}"; then
+    echo "$NODE_BIN_DIR"
+    return 0
+  fi
+  ensure_packages gcc libc6-dev
+  local work="$CACHE_DIR/node-work" staged="$CACHE_DIR/node-bin.partial"
+  prepare_tree "$work"
+  make_commands "$work" kubelet kube-scheduler kube-proxy
+  rm -rf "$staged"
+  mkdir -p "$staged"
+  cp "$work/tree/_output/bin/kubelet" "$work/tree/_output/bin/kube-scheduler" \
+    "$work/tree/_output/bin/kube-proxy" "$staged/"
+  gcc -Os -static -o "$staged/pause" "$work/tree/build/pause/linux/pause.c" || die "compiling pause failed"
+  publish "$staged" "$NODE_BIN_DIR"
+  rm -rf "$work"
+  echo "$NODE_BIN_DIR"
 }
 
 free_port() {
@@ -238,8 +294,9 @@ status() {
 
 case "${1:-}" in
   build) build ;;
+  build-node) build_node ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   status) shift; status "$@" ;;
-  *) die "usage: $0 build | start DIR [--watch-pid PID] | stop DIR | status DIR" ;;
+  *) die "usage: $0 build | build-node | start DIR [--watch-pid PID] | stop DIR | status DIR" ;;
 esac

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what it needs (Debian packages, the
 # cached control-plane build, a Python venv with helm-sdkpy), checks formatting and lints,
 # then runs the unit tests and the integration tests against a real Kubernetes control plane
-# (etcd + kube-apiserver + kube-controller-manager) started for this run and stopped after it.
+# (etcd + kube-apiserver + kube-controller-manager) started for this run and stopped after it,
+# and last the end-to-end suite on a real single-node cluster (hack/e2e.sh; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/lib.sh
@@ -31,7 +32,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --locked --all-targets --quiet -- -D warnings
+cargo clippy --locked --all-targets --test e2e --quiet -- -D warnings
 
 step "build the tests"
 cargo test --locked --lib --bins --tests --no-run --quiet
@@ -45,5 +46,11 @@ hack/control-plane.sh start "$cluster" --watch-pid $$
 step "cargo test (unit tests, then integration tests against the control plane)"
 CONTINUITY_TEST_KUBECONFIG="$cluster/kubeconfig" CONTINUITY_HELM_PYTHON="$helm_python" \
   cargo test --locked --lib --bins --tests -- --test-threads 8
+
+step "end-to-end suite on a real node (hack/e2e.sh)"
+# The API-only control plane is no longer needed; the real node needs the memory.
+cleanup
+trap - EXIT
+hack/e2e.sh
 
 step "all tests passed"

@@ -17,17 +17,18 @@ pub mod webmail;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The images the standby runs unless configured otherwise, and why these.
+/// The images the standby runs unless configured otherwise: the project's own (`images/`),
+/// built from Debian bookworm's packages, the very ones the tests run the rendered
+/// configuration with, and started by the end-to-end suite on a real node.
 pub mod images {
-    /// Postfix 3.10 from Debian (trixie), in boky/postfix, a widely used and maintained image:
-    /// Debian's build of Postfix is the one the tests run the rendered configuration in. Its
-    /// own entrypoint is not used.
-    pub const POSTFIX: &str = "docker.io/boky/postfix:v5.1.0-debian";
-    /// Dovecot's own image, the last 2.3 release: the rendered configuration is Dovecot 2.3's
-    /// (2.4 changed the syntax), and the image has the `vmail` user (uid 1000) Dovecot runs as.
-    pub const DOVECOT: &str = "docker.io/dovecot/dovecot:2.3.21.1";
-    /// Roundcube's own image, its non-root variant: Apache as `www-data` on port 8000.
-    pub const WEBMAIL: &str = "docker.io/roundcube/roundcubemail:1.6.15-apache-nonroot";
+    /// Postfix and Dovecot (2.3: the rendered configuration is 2.3's) in one image, with the
+    /// `vmail` user (uid 1000) Dovecot runs as; both containers of the mail pod run it.
+    pub const POSTFIX: &str = concat!("ghcr.io/mailops/continuity-standby-mail:", env!("CARGO_PKG_VERSION"));
+    /// The same image as [`POSTFIX`].
+    pub const DOVECOT: &str = POSTFIX;
+    /// Roundcube behind Apache, as www-data (uid 33) on port 8000, reading the operator's
+    /// settings from `/var/roundcube/config/*.php`.
+    pub const WEBMAIL: &str = concat!("ghcr.io/mailops/continuity-webmail:", env!("CARGO_PKG_VERSION"));
 }
 
 /// How often the mail containers look for a changed configuration, in seconds. The kubelet

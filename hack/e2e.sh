@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The end-to-end suite: starts the real single-node cluster (hack/cluster.sh: the project's
+# images, the operator installed with its chart), runs the scenarios of tests/e2e against it,
+# and takes the cluster down again. On failure, the components' logs, every pod's log, the
+# Events and the objects go to a folder named on the last line. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
+LOG_TAG=e2e
+
+export CONTINUITY_CLUSTER_DIR="${CONTINUITY_CLUSTER_DIR:-/tmp/continuity-cluster}"
+started=$SECONDS
+
+# What an interrupted run left behind goes first.
+hack/cluster.sh down
+trap 'hack/cluster.sh down' EXIT
+hack/cluster.sh up | tee /dev/stderr | tail -n 1 >"${TMPDIR:-/tmp}/continuity-e2e-kubeconfig"
+kubeconfig=$(sed -n 's/^KUBECONFIG=//p' "${TMPDIR:-/tmp}/continuity-e2e-kubeconfig")
+[ -f "$kubeconfig" ] || die "the cluster did not come up"
+log "cluster up after $((SECONDS - started))s"
+
+collect() {
+  local artifacts
+  artifacts=$(mktemp -d "${TMPDIR:-/tmp}/continuity-e2e-artifacts.XXXXXX")
+  cp -r "$CONTINUITY_CLUSTER_DIR/logs" "$artifacts/components"
+  local k=(kubectl --kubeconfig "$kubeconfig")
+  "${k[@]}" get all,events,continuitydomains,continuityusers,pvc,pv -A -o wide >"$artifacts/objects.txt" 2>&1 || true
+  "${k[@]}" get continuitydomains,continuityusers -A -o yaml >"$artifacts/continuity.yaml" 2>&1 || true
+  mkdir -p "$artifacts/pods"
+  "${k[@]}" get pods -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name 2>/dev/null |
+    while read -r ns pod; do
+      "${k[@]}" -n "$ns" logs "$pod" --all-containers --prefix >"$artifacts/pods/$ns-$pod.log" 2>&1 || true
+    done
+  echo "$artifacts"
+}
+
+if ! CONTINUITY_TEST_KUBECONFIG="$kubeconfig" cargo test --locked --test e2e -- --test-threads 2; then
+  log "failed after $((SECONDS - started))s; logs, Events and objects in: $(collect)"
+  exit 1
+fi
+log "all scenarios passed in $((SECONDS - started))s"

@@ -1,0 +1,86 @@
+//! The operator as a provider installs it: a pod from the chart, with its ServiceAccount.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Api;
+use kube::api::ListParams;
+
+use crate::common::{client, wait_for};
+
+const NAMESPACE: &str = "continuity-system";
+const SELECTOR: &str = "app.kubernetes.io/name=continuity-operator";
+
+fn ready(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test]
+async fn the_operator_runs_as_a_pod_holds_the_lease_and_serves_metrics() {
+    let client = client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let pod = wait_for(
+        "the operator pod Running and Ready",
+        Duration::from_secs(120),
+        || async {
+            let list = pods.list(&ListParams::default().labels(SELECTOR)).await.ok()?;
+            list.items.into_iter().find(ready)
+        },
+    )
+    .await;
+    let name = pod.metadata.name.clone().expect("a pod name");
+    let spec = pod.spec.expect("pod spec");
+    let container = &spec.containers[0];
+    assert!(
+        container
+            .image
+            .as_deref()
+            .is_some_and(|image| image.starts_with("ghcr.io/mailops/continuity-operator:")),
+        "the chart's default image: {:?}",
+        container.image
+    );
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_for(
+        "the operator pod to hold the Lease",
+        Duration::from_secs(60),
+        || async {
+            let list = leases.list(&ListParams::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .any(|lease| {
+                    lease
+                        .spec
+                        .and_then(|s| s.holder_identity)
+                        .is_some_and(|holder| holder.starts_with(&name))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let service = services
+        .list(&ListParams::default().labels(SELECTOR))
+        .await
+        .expect("listing Services")
+        .items
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref().is_some_and(|n| n.ends_with("-metrics")))
+        .expect("the metrics Service");
+    let path = format!(
+        "/api/v1/namespaces/{NAMESPACE}/services/{}:http-metrics/proxy/metrics",
+        service.metadata.name.expect("a name")
+    );
+    let body = wait_for("/metrics through the Service", Duration::from_secs(60), || async {
+        let request = http::Request::get(&path).body(Vec::new()).ok()?;
+        client.request_text(request).await.ok()
+    })
+    .await;
+    assert!(body.contains("continuity_leader 1"), "{body}");
+}

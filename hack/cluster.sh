@@ -216,6 +216,8 @@ evictionHard:
   memory.available: 1Mi
   nodefs.available: 1%
   imagefs.available: 1%
+# Mounted ConfigMaps (the gateways' transport map) follow a change within this, not a minute.
+syncFrequency: 10s
 clusterDNS: [$NODE_IP]
 clusterDomain: cluster.local
 resolvConf: $DIR/resolv.conf

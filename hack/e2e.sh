@@ -15,8 +15,8 @@ started=$SECONDS
 # What an interrupted run left behind goes first.
 hack/cluster.sh down
 trap 'hack/cluster.sh down' EXIT
-hack/cluster.sh up | tee /dev/stderr | tail -n 1 >"${TMPDIR:-/tmp}/continuity-e2e-kubeconfig"
-kubeconfig=$(sed -n 's/^KUBECONFIG=//p' "${TMPDIR:-/tmp}/continuity-e2e-kubeconfig")
+# `up` logs to stderr; its only output is the KUBECONFIG line.
+kubeconfig=$(hack/cluster.sh up | sed -n 's/^KUBECONFIG=//p')
 [ -f "$kubeconfig" ] || die "the cluster did not come up"
 log "cluster up after $((SECONDS - started))s"
 
@@ -35,7 +35,7 @@ collect() {
   echo "$artifacts"
 }
 
-if ! CONTINUITY_TEST_KUBECONFIG="$kubeconfig" cargo test --locked --test e2e -- --test-threads 2; then
+if ! CONTINUITY_TEST_KUBECONFIG="$kubeconfig" cargo test --locked --test e2e -- --test-threads 2 --nocapture; then
   log "failed after $((SECONDS - started))s; logs, Events and objects in: $(collect)"
   exit 1
 fi

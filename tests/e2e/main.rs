@@ -8,5 +8,7 @@
 #[path = "../integration/common.rs"]
 mod common;
 
+mod flip;
+mod mail;
 mod operator;
 mod standby;

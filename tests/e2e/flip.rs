@@ -1,0 +1,345 @@
+//! Mail through the flip, end to end: a customer's primary (a Postfix pod), and the provider's
+//! gateways in the operator's namespace (Postfix pods: one following the operator's transport
+//! map, mounted from its ConfigMap; one relaying to the domain's next-hop Service name through
+//! the cluster DNS). Mail sent to the gateways lands in the primary; the primary stops, the
+//! route flips, and the next messages land in the standby's Dovecot, read over IMAP with the
+//! emergency password; an uncovered address is deferred with a 4xx; the primary comes back and
+//! the route returns to it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use continuity_operator::api::ContinuityDomain;
+use continuity_operator::api::domain::RouteTarget;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::{Api, Client};
+
+use crate::common::{apply_yaml, client, namespace, unique, wait_for};
+use crate::mail::{imap_has, rcpt_code, send};
+
+const MAIL_IMAGE: &str = "ghcr.io/mailops/continuity-standby-mail:0.1.0";
+const OPERATOR_NAMESPACE: &str = "continuity-system";
+const PASSWORD: &str = "alice-flip-password";
+
+/// A Postfix Deployment and its Service `name` on port 25; `main_cf` are its settings, `setup`
+/// shell lines run before Postfix starts; `volumes` is YAML for the pod's volumes and mounts.
+fn postfix_yaml(name: &str, main_cf: &[&str], setup: &str, volumes: (&str, &str)) -> String {
+    let settings: Vec<String> = main_cf.iter().map(|line| format!("'{line}'")).collect();
+    let (pod_volumes, mounts) = volumes;
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: postfix
+        image: {MAIL_IMAGE}
+        imagePullPolicy: Never
+        command:
+        - /bin/sh
+        - -c
+        - |
+          printf '%s\n' {settings} \
+            'compatibility_level = 3.6' 'inet_protocols = ipv4' 'maillog_file = /dev/stdout' >/etc/postfix/main.cf
+          postconf -F '*/*/chroot = n'
+          {setup}
+          exec postfix start-fg
+        ports:
+        - containerPort: 25
+{mounts}{pod_volumes}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  selector: {{app: {name}}}
+  ports:
+  - port: 25
+    protocol: TCP
+"#,
+        settings = settings.join(" "),
+    )
+}
+
+/// The customer's primary: accepts the domain's mail into one maildir, logging each delivery.
+fn primary_yaml(mail: &str) -> String {
+    postfix_yaml(
+        "primary",
+        &[
+            "myhostname = primary.e2e.test",
+            "mydestination =",
+            &format!("virtual_mailbox_domains = {mail}"),
+            "virtual_mailbox_base = /var/mail",
+            "virtual_mailbox_maps = static:primary/",
+            "virtual_uid_maps = static:1000",
+            "virtual_gid_maps = static:1000",
+        ],
+        "chown vmail:vmail /var/mail",
+        ("", ""),
+    )
+}
+
+/// A gateway relaying `mail` from anyone: by the operator's transport map (mounted from its
+/// ConfigMap, compiled again whenever the kubelet updates the file), or to `relay`.
+fn gateway_yaml(name: &str, mail: &str, relay: Option<&str>) -> String {
+    let mut settings = vec![
+        format!("myhostname = {name}.e2e.test"),
+        "mydestination =".to_owned(),
+        "mynetworks = 0.0.0.0/0".to_owned(),
+        format!("relay_domains = {mail}"),
+        "smtpd_relay_restrictions = permit_mynetworks, reject".to_owned(),
+        // Deferred mail is retried within seconds, as a gateway tuned for failover would.
+        "queue_run_delay = 2s".to_owned(),
+        "minimal_backoff_time = 2s".to_owned(),
+        "maximal_backoff_time = 4s".to_owned(),
+        "smtp_connect_timeout = 3s".to_owned(),
+    ];
+    let (setup, volumes) = match relay {
+        Some(relay) => {
+            settings.push(format!("relayhost = [{relay}]:25"));
+            (String::new(), ("", ""))
+        }
+        None => {
+            settings.push("transport_maps = hash:/etc/postfix/transport".to_owned());
+            let setup = "cp /etc/continuity-transport/transport /etc/postfix/transport; postmap /etc/postfix/transport; \
+                (while sleep 1; do cmp -s /etc/continuity-transport/transport /etc/postfix/transport || \
+                { cp /etc/continuity-transport/transport /etc/postfix/transport; postmap /etc/postfix/transport; }; done) &"
+                .to_owned();
+            (
+                setup,
+                (
+                    "      volumes:\n      - name: transport\n        configMap:\n          name: continuity-transport\n",
+                    "        volumeMounts:\n        - name: transport\n          mountPath: /etc/continuity-transport\n",
+                ),
+            )
+        }
+    };
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    postfix_yaml(name, &settings, &setup, volumes)
+}
+
+fn domain_yaml(namespace: &str, mail: &str) -> String {
+    format!(
+        r#"apiVersion: continuity.mailops.io/v1alpha1
+kind: ContinuityDomain
+metadata:
+  name: flip
+spec:
+  domain: {mail}
+  primary:
+    host: primary.{namespace}.svc.cluster.local
+    port: 25
+  healthCheck:
+    periodSeconds: 2
+    timeoutSeconds: 1
+    failureThreshold: 2
+    successThreshold: 2
+    minFlipIntervalSeconds: 10
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alice-emergency
+stringData:
+  password: {PASSWORD}
+---
+apiVersion: continuity.mailops.io/v1alpha1
+kind: ContinuityUser
+metadata:
+  name: alice
+spec:
+  domainRef:
+    name: flip
+  address: alice@{mail}
+  emergencyPassword:
+    name: alice-emergency
+    key: password
+"#
+    )
+}
+
+/// The cluster address of Service `name`, at `port`.
+async fn service(client: &Client, namespace: &str, name: &str, port: u16) -> SocketAddr {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let ip = wait_for(&format!("Service {name}"), Duration::from_secs(30), || async {
+        services.get(name).await.ok()?.spec?.cluster_ip
+    })
+    .await;
+    SocketAddr::new(ip.parse().expect("a cluster IP"), port)
+}
+
+/// Whether the primary's log shows `message_id` delivered to its maildir.
+async fn delivered_at_primary(client: &Client, namespace: &str, message_id: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let Ok(list) = pods.list(&ListParams::default().labels("app=primary")).await else {
+        return false;
+    };
+    for pod in list.items {
+        let name = pod.metadata.name.unwrap_or_default();
+        let Ok(log) = pods.logs(&name, &LogParams::default()).await else {
+            continue;
+        };
+        let queue_id = log.lines().find_map(|line| {
+            line.contains(&format!("message-id=<{message_id}>"))
+                .then(|| line.split(": ").nth(1).map(str::to_owned))
+                .flatten()
+        });
+        if let Some(queue_id) = queue_id
+            && log
+                .lines()
+                .any(|line| line.contains(&format!("{queue_id}: to=")) && line.contains("status=sent"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+async fn route(domains: &Api<ContinuityDomain>, target: RouteTarget) {
+    wait_for(
+        &format!("the route to {target:?}"),
+        Duration::from_secs(120),
+        || async {
+            let domain = domains.get("flip").await.ok()?;
+            (domain.status?.routing?.target == target).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn scale_primary(client: &Client, namespace: &str, replicas: i32) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+    deployments
+        .patch("primary", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("scaling the primary");
+}
+
+#[tokio::test]
+async fn mail_follows_the_flip_to_the_standby_and_back() {
+    let client = client().await;
+    let namespace = namespace(&client, "e2e-flip").await;
+    let mail = format!("{namespace}.example.test");
+    let alice = format!("alice@{mail}");
+    apply_yaml(&client, &namespace, &primary_yaml(&mail)).await;
+    apply_yaml(&client, &namespace, &domain_yaml(&namespace, &mail)).await;
+    let by_map = unique("gw-map");
+    let by_dns = unique("gw-dns");
+    let next_hop = format!("flip-next-hop.{namespace}.svc.cluster.local");
+    apply_yaml(&client, OPERATOR_NAMESPACE, &gateway_yaml(&by_map, &mail, None)).await;
+    apply_yaml(
+        &client,
+        OPERATOR_NAMESPACE,
+        &gateway_yaml(&by_dns, &mail, Some(&next_hop)),
+    )
+    .await;
+    let gateways = [
+        service(&client, OPERATOR_NAMESPACE, &by_map, 25).await,
+        service(&client, OPERATOR_NAMESPACE, &by_dns, 25).await,
+    ];
+
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    wait_for("the domain Armed", Duration::from_secs(300), || async {
+        let status = domains.get("flip").await.ok()?.status?;
+        (status.phase == Some(continuity_operator::api::domain::DomainPhase::Armed)).then_some(())
+    })
+    .await;
+
+    // Before: through either gateway, mail lands in the primary.
+    for (i, gateway) in gateways.iter().enumerate() {
+        let id = format!("before-{i}-{namespace}@e2e.test");
+        wait_for("a gateway taking mail", Duration::from_secs(120), || async {
+            send(*gateway, "sender@e2e.test", &alice, &id).await.ok()
+        })
+        .await;
+        wait_for(&format!("{id} at the primary"), Duration::from_secs(120), || async {
+            delivered_at_primary(&client, &namespace, &id).await.then_some(())
+        })
+        .await;
+    }
+
+    // The primary dies; messages sent at once land in the standby once the route flipped.
+    scale_primary(&client, &namespace, 0).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    wait_for("the primary pod gone", Duration::from_secs(60), || async {
+        let list = pods.list(&ListParams::default().labels("app=primary")).await.ok()?;
+        list.items.is_empty().then_some(())
+    })
+    .await;
+    let died = Instant::now();
+    let during: Vec<String> = (0..2).map(|i| format!("during-{i}-{namespace}@e2e.test")).collect();
+    for (gateway, id) in gateways.iter().zip(&during) {
+        send(*gateway, "sender@e2e.test", &alice, id)
+            .await
+            .expect("the gateway queues the mail");
+    }
+    route(&domains, RouteTarget::Standby).await;
+    println!(
+        "figure: the route flipped {:.1}s after the primary died",
+        died.elapsed().as_secs_f64()
+    );
+    let imap = service(&client, &namespace, "flip-standby-mail", 143).await;
+    for id in &during {
+        wait_for(
+            &format!("{id} in the standby's mailbox"),
+            Duration::from_secs(180),
+            || async { imap_has(imap, &alice, PASSWORD, id).await.ok()?.then_some(()) },
+        )
+        .await;
+        println!(
+            "figure: {id} readable on the standby {:.1}s after the primary died",
+            died.elapsed().as_secs_f64()
+        );
+    }
+    let smtp = service(&client, &namespace, "flip-standby-mail", 25).await;
+    let uncovered = rcpt_code(smtp, &format!("carol@{mail}"))
+        .await
+        .expect("the standby answers");
+    assert!(
+        (400..500).contains(&uncovered),
+        "an uncovered address is deferred: {uncovered}"
+    );
+
+    // The primary comes back: the route returns, and so does the mail. A message sent while
+    // the gateways still learn of it may reach the standby (held mail, as during the outage):
+    // a new one is sent until one lands in the primary.
+    scale_primary(&client, &namespace, 1).await;
+    route(&domains, RouteTarget::Primary).await;
+    let mut attempt = 0;
+    wait_for(
+        "mail sent after the failback at the primary",
+        Duration::from_secs(120),
+        || {
+            attempt += 1;
+            let id = format!("after-{attempt}-{namespace}@e2e.test");
+            let (client, namespace, alice, gateway) = (&client, &namespace, &alice, gateways[1]);
+            async move {
+                send(gateway, "sender@e2e.test", alice, &id).await.ok()?;
+                for _ in 0..20 {
+                    if delivered_at_primary(client, namespace, &id).await {
+                        return Some(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None
+            }
+        },
+    )
+    .await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    for gateway in [&by_map, &by_dns] {
+        let _ = deployments.delete(gateway, &DeleteParams::default()).await;
+    }
+}

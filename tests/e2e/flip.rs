@@ -6,18 +6,17 @@
 //! emergency password; an uncovered address is deferred with a 4xx; the primary comes back and
 //! the route returns to it.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use continuity_operator::api::ContinuityDomain;
 use continuity_operator::api::domain::RouteTarget;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 use crate::common::{apply_yaml, client, namespace, unique, wait_for};
-use crate::mail::{imap_has, rcpt_code, send};
+use crate::mail::{imap_has, rcpt_code, send, service};
 
 const MAIL_IMAGE: &str = "ghcr.io/mailops/continuity-standby-mail:0.1.0";
 const OPERATOR_NAMESPACE: &str = "continuity-system";
@@ -166,16 +165,6 @@ spec:
     key: password
 "#
     )
-}
-
-/// The cluster address of Service `name`, at `port`.
-async fn service(client: &Client, namespace: &str, name: &str, port: u16) -> SocketAddr {
-    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let ip = wait_for(&format!("Service {name}"), Duration::from_secs(30), || async {
-        services.get(name).await.ok()?.spec?.cluster_ip
-    })
-    .await;
-    SocketAddr::new(ip.parse().expect("a cluster IP"), port)
 }
 
 /// Whether the primary's log shows `message_id` delivered to its maildir.

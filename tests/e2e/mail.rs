@@ -3,8 +3,14 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::{Api, Client};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use crate::common::wait_for;
 
 type Session = BufReader<TcpStream>;
 
@@ -115,4 +121,14 @@ pub async fn imap_has(server: SocketAddr, user: &str, password: &str, message_id
     Ok(found
         .lines()
         .any(|line| line.starts_with("* SEARCH") && line.split_whitespace().count() > 2))
+}
+
+/// The cluster address of Service `name`, at `port`.
+pub async fn service(client: &Client, namespace: &str, name: &str, port: u16) -> SocketAddr {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let ip = wait_for(&format!("Service {name}"), Duration::from_secs(30), || async {
+        services.get(name).await.ok()?.spec?.cluster_ip
+    })
+    .await;
+    SocketAddr::new(ip.parse().expect("a cluster IP"), port)
 }

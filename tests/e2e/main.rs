@@ -11,4 +11,5 @@ mod common;
 mod flip;
 mod mail;
 mod operator;
+mod queue;
 mod standby;

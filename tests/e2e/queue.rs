@@ -1,0 +1,156 @@
+//! Mail that got a 250 survives the mail pod: with Dovecot stopped, a message accepted by the
+//! standby's Postfix waits in its queue on the volume; the pod is deleted, the StatefulSet
+//! brings it back on the same claim, and the message is delivered and read over IMAP.
+
+use std::process::Command;
+use std::time::Duration;
+
+use continuity_operator::api::ContinuityDomain;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, LogParams};
+use kube::{Api, Client};
+
+use crate::common::{apply_yaml, client, kubeconfig, namespace, reach, wait_for};
+use crate::mail::{imap_has, send, service};
+
+const PASSWORD: &str = "alice-queue-password";
+const POD: &str = "queued-standby-mail-0";
+
+fn domain_yaml(mail: &str) -> String {
+    format!(
+        r#"apiVersion: continuity.mailops.io/v1alpha1
+kind: ContinuityDomain
+metadata:
+  name: queued
+spec:
+  domain: {mail}
+  primary:
+    host: mx.{mail}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alice-emergency
+stringData:
+  password: {PASSWORD}
+---
+apiVersion: continuity.mailops.io/v1alpha1
+kind: ContinuityUser
+metadata:
+  name: alice
+spec:
+  domainRef:
+    name: queued
+  address: alice@{mail}
+  emergencyPassword:
+    name: alice-emergency
+    key: password
+"#
+    )
+}
+
+/// Runs `kubectl exec` in the mail pod's `container`; kube-rs here has no exec (no websocket
+/// feature), kubectl does.
+fn exec(namespace: &str, container: &str, command: &[&str]) -> String {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(["-n", namespace, "exec", POD, "-c", container, "--"])
+        .args(command)
+        .output()
+        .expect("running kubectl");
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// What Postfix logged of `message_id`: deferred, delivered, or nothing yet.
+async fn postfix_saw(client: &Client, namespace: &str, message_id: &str) -> Option<&'static str> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = LogParams {
+        container: Some("postfix".into()),
+        ..LogParams::default()
+    };
+    let log = pods.logs(POD, &params).await.ok()?;
+    let queue_id = log.lines().find_map(|line| {
+        line.contains(&format!("message-id=<{message_id}>"))
+            .then(|| line.split(": ").nth(1).map(str::to_owned))
+            .flatten()
+    })?;
+    let delivery = log.lines().find(|line| line.contains(&format!("{queue_id}: to=")))?;
+    if delivery.contains("status=deferred") {
+        Some("deferred")
+    } else if delivery.contains("status=sent") {
+        Some("sent")
+    } else {
+        None
+    }
+}
+
+#[tokio::test]
+async fn a_queued_message_survives_the_mail_pod_and_is_delivered() {
+    let client = client().await;
+    let namespace = namespace(&client, "e2e-queue").await;
+    let mail = format!("{namespace}.example.test");
+    let alice = format!("alice@{mail}");
+    apply_yaml(&client, &namespace, &domain_yaml(&mail)).await;
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
+    reach(&domains, "queued", "StandbyReady", "True", "Provisioned").await;
+    let smtp = service(&client, &namespace, "queued-standby-mail", 25).await;
+    let imap = service(&client, &namespace, "queued-standby-mail", 143).await;
+
+    // Dovecot stops; a message is accepted meanwhile and waits in Postfix's queue. (Should
+    // Dovecot come back before Postfix hands the message over, it is delivered at once: then
+    // the next message tries again.)
+    let mut attempt = 0;
+    let queued = wait_for(
+        "a message deferred while Dovecot is stopped",
+        Duration::from_secs(180),
+        || {
+            attempt += 1;
+            let (client, namespace, alice) = (&client, &namespace, &alice);
+            async move {
+                let id = format!("queued-{attempt}-{namespace}@e2e.test");
+                exec(
+                    namespace,
+                    "dovecot",
+                    &["doveadm", "-c", "/etc/continuity/dovecot/dovecot.conf", "stop"],
+                );
+                send(smtp, "sender@e2e.test", alice, &id).await.ok()?;
+                for _ in 0..20 {
+                    match postfix_saw(client, namespace, &id).await {
+                        Some("deferred") => return Some(id),
+                        Some(_) => return None,
+                        None => tokio::time::sleep(Duration::from_millis(250)).await,
+                    }
+                }
+                None
+            }
+        },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let old_uid = pods.get(POD).await.expect("the mail pod").metadata.uid;
+    pods.delete(POD, &DeleteParams::default())
+        .await
+        .expect("deleting the mail pod");
+    wait_for("the mail pod back, a new one", Duration::from_secs(120), || async {
+        let pod = pods.get(POD).await.ok()?;
+        (pod.metadata.uid != old_uid
+            && pod
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"))
+        .then_some(())
+    })
+    .await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let claim = claims.get("data-queued-standby-mail-0").await.expect("the claim");
+    assert_eq!(claim.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
+    // Postfix retries deferred mail after its backoff (a minute).
+    wait_for(
+        &format!("{queued} delivered after the restart"),
+        Duration::from_secs(240),
+        || async { imap_has(imap, &alice, PASSWORD, &queued).await.ok()?.then_some(()) },
+    )
+    .await;
+}

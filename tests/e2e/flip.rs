@@ -259,14 +259,19 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
     }
 
     // The primary dies; messages sent at once land in the standby once the route flipped.
+    // (Sent once its pod is gone: a terminating primary still accepts mail, and keeps it.)
     scale_primary(&client, &namespace, 0).await;
+    let died = Instant::now();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     wait_for("the primary pod gone", Duration::from_secs(60), || async {
         let list = pods.list(&ListParams::default().labels("app=primary")).await.ok()?;
         list.items.is_empty().then_some(())
     })
     .await;
-    let died = Instant::now();
+    println!(
+        "figure: the primary's pod gone {:.1}s after it was stopped",
+        died.elapsed().as_secs_f64()
+    );
     let during: Vec<String> = (0..2).map(|i| format!("during-{i}-{namespace}@e2e.test")).collect();
     for (gateway, id) in gateways.iter().zip(&during) {
         send(*gateway, "sender@e2e.test", &alice, id)
@@ -275,7 +280,7 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
     }
     route(&domains, RouteTarget::Standby).await;
     println!(
-        "figure: the route flipped {:.1}s after the primary died",
+        "figure: the route flipped {:.1}s after the primary was stopped",
         died.elapsed().as_secs_f64()
     );
     let imap = service(&client, &namespace, "flip-standby-mail", 143).await;
@@ -287,7 +292,7 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
         )
         .await;
         println!(
-            "figure: {id} readable on the standby {:.1}s after the primary died",
+            "figure: {id} readable on the standby {:.1}s after the primary was stopped",
             died.elapsed().as_secs_f64()
         );
     }

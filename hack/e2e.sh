@@ -12,6 +12,21 @@ LOG_TAG=e2e
 export CONTINUITY_CLUSTER_DIR="${CONTINUITY_CLUSTER_DIR:-/tmp/continuity-cluster}"
 started=$SECONDS
 
+# The browser scenario: Debian's Chromium, driven by playwright-core (npm, cached).
+readonly PLAYWRIGHT="$CACHE_ROOT/playwright-core-1.64.1"
+command -v node >/dev/null || ensure_packages nodejs npm
+ensure_packages chromium
+if [ ! -f "$PLAYWRIGHT/.complete" ]; then
+  rm -rf "$PLAYWRIGHT"
+  mkdir -p "$PLAYWRIGHT"
+  (cd "$PLAYWRIGHT" && npm install --silent --no-audit --no-fund --prefix . playwright-core@1.64.1 >&2)
+  touch "$PLAYWRIGHT/.complete"
+fi
+export NODE_PATH="$PLAYWRIGHT/node_modules"
+# Screenshots, and on failure every log: kept only when something failed.
+CONTINUITY_E2E_ARTIFACTS=$(mktemp -d "${TMPDIR:-/tmp}/continuity-e2e-artifacts.XXXXXX")
+export CONTINUITY_E2E_ARTIFACTS
+
 # What an interrupted run left behind goes first.
 hack/cluster.sh down
 trap 'hack/cluster.sh down' EXIT
@@ -21,8 +36,7 @@ kubeconfig=$(hack/cluster.sh up | sed -n 's/^KUBECONFIG=//p')
 log "cluster up after $((SECONDS - started))s"
 
 collect() {
-  local artifacts
-  artifacts=$(mktemp -d "${TMPDIR:-/tmp}/continuity-e2e-artifacts.XXXXXX")
+  local artifacts=$CONTINUITY_E2E_ARTIFACTS
   cp -r "$CONTINUITY_CLUSTER_DIR/logs" "$artifacts/components"
   local k=(kubectl --kubeconfig "$kubeconfig")
   "${k[@]}" get all,events,continuitydomains,continuityusers,pvc,pv -A -o wide >"$artifacts/objects.txt" 2>&1 || true
@@ -39,4 +53,5 @@ if ! CONTINUITY_TEST_KUBECONFIG="$kubeconfig" cargo test --locked --test e2e -- 
   log "failed after $((SECONDS - started))s; logs, Events and objects in: $(collect)"
   exit 1
 fi
+rm -rf "$CONTINUITY_E2E_ARTIFACTS"
 log "all scenarios passed in $((SECONDS - started))s"

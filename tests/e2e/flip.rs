@@ -24,7 +24,7 @@ const PASSWORD: &str = "alice-flip-password";
 
 /// A Postfix Deployment and its Service `name` on port 25; `main_cf` are its settings, `setup`
 /// shell lines run before Postfix starts; `volumes` is YAML for the pod's volumes and mounts.
-fn postfix_yaml(name: &str, main_cf: &[&str], setup: &str, volumes: (&str, &str)) -> String {
+pub fn postfix_yaml(name: &str, main_cf: &[&str], setup: &str, volumes: (&str, &str)) -> String {
     let settings: Vec<String> = main_cf.iter().map(|line| format!("'{line}'")).collect();
     let (pod_volumes, mounts) = volumes;
     format!(

@@ -13,3 +13,4 @@ mod mail;
 mod operator;
 mod queue;
 mod standby;
+mod webmail;

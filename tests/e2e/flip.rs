@@ -12,81 +12,15 @@ use continuity_operator::api::ContinuityDomain;
 use continuity_operator::api::domain::RouteTarget;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 use crate::common::{apply_yaml, client, namespace, unique, wait_for};
 use crate::mail::{imap_has, rcpt_code, send, service};
+use crate::world::{delivery, domain_yaml, logs, mailbox_yaml, postfix_yaml};
 
-const MAIL_IMAGE: &str = "ghcr.io/mailops/continuity-standby-mail:0.1.0";
 const OPERATOR_NAMESPACE: &str = "continuity-system";
 const PASSWORD: &str = "alice-flip-password";
-
-/// A Postfix Deployment and its Service `name` on port 25; `main_cf` are its settings, `setup`
-/// shell lines run before Postfix starts; `volumes` is YAML for the pod's volumes and mounts.
-pub fn postfix_yaml(name: &str, main_cf: &[&str], setup: &str, volumes: (&str, &str)) -> String {
-    let settings: Vec<String> = main_cf.iter().map(|line| format!("'{line}'")).collect();
-    let (pod_volumes, mounts) = volumes;
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: postfix
-        image: {MAIL_IMAGE}
-        imagePullPolicy: Never
-        command:
-        - /bin/sh
-        - -c
-        - |
-          printf '%s\n' {settings} \
-            'compatibility_level = 3.6' 'inet_protocols = ipv4' 'maillog_file = /dev/stdout' >/etc/postfix/main.cf
-          postconf -F '*/*/chroot = n'
-          {setup}
-          exec postfix start-fg
-        ports:
-        - containerPort: 25
-{mounts}{pod_volumes}---
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  selector: {{app: {name}}}
-  ports:
-  - port: 25
-    protocol: TCP
-"#,
-        settings = settings.join(" "),
-    )
-}
-
-/// The customer's primary: accepts the domain's mail into one maildir, logging each delivery.
-fn primary_yaml(mail: &str) -> String {
-    postfix_yaml(
-        "primary",
-        &[
-            "myhostname = primary.e2e.test",
-            "mydestination =",
-            &format!("virtual_mailbox_domains = {mail}"),
-            "virtual_mailbox_base = /var/mail",
-            "virtual_mailbox_maps = static:primary/",
-            "virtual_uid_maps = static:1000",
-            "virtual_gid_maps = static:1000",
-        ],
-        "chown vmail:vmail /var/mail",
-        ("", ""),
-    )
-}
 
 /// A gateway relaying `mail` from anyone: by the operator's transport map (mounted from its
 /// ConfigMap, compiled again whenever the kubelet updates the file), or to `relay`.
@@ -127,71 +61,10 @@ fn gateway_yaml(name: &str, mail: &str, relay: Option<&str>) -> String {
     postfix_yaml(name, &settings, &setup, volumes)
 }
 
-fn domain_yaml(namespace: &str, mail: &str) -> String {
-    format!(
-        r#"apiVersion: continuity.mailops.io/v1alpha1
-kind: ContinuityDomain
-metadata:
-  name: flip
-spec:
-  domain: {mail}
-  primary:
-    host: primary.{namespace}.svc.cluster.local
-    port: 25
-  healthCheck:
-    periodSeconds: 2
-    timeoutSeconds: 1
-    failureThreshold: 2
-    successThreshold: 2
-    minFlipIntervalSeconds: 10
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: alice-emergency
-stringData:
-  password: {PASSWORD}
----
-apiVersion: continuity.mailops.io/v1alpha1
-kind: ContinuityUser
-metadata:
-  name: alice
-spec:
-  domainRef:
-    name: flip
-  address: alice@{mail}
-  emergencyPassword:
-    name: alice-emergency
-    key: password
-"#
-    )
-}
-
 /// Whether the primary's log shows `message_id` delivered to its maildir.
 async fn delivered_at_primary(client: &Client, namespace: &str, message_id: &str) -> bool {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let Ok(list) = pods.list(&ListParams::default().labels("app=primary")).await else {
-        return false;
-    };
-    for pod in list.items {
-        let name = pod.metadata.name.unwrap_or_default();
-        let Ok(log) = pods.logs(&name, &LogParams::default()).await else {
-            continue;
-        };
-        let queue_id = log.lines().find_map(|line| {
-            line.contains(&format!("message-id=<{message_id}>"))
-                .then(|| line.split(": ").nth(1).map(str::to_owned))
-                .flatten()
-        });
-        if let Some(queue_id) = queue_id
-            && log
-                .lines()
-                .any(|line| line.contains(&format!("{queue_id}: to=")) && line.contains("status=sent"))
-        {
-            return true;
-        }
-    }
-    false
+    let log = logs(client, namespace, "app=primary", None).await;
+    delivery(&log, &format!("message-id=<{message_id}>")) == Some("sent")
 }
 
 async fn route(domains: &Api<ContinuityDomain>, target: RouteTarget) {
@@ -221,8 +94,16 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
     let namespace = namespace(&client, "e2e-flip").await;
     let mail = format!("{namespace}.example.test");
     let alice = format!("alice@{mail}");
-    apply_yaml(&client, &namespace, &primary_yaml(&mail)).await;
-    apply_yaml(&client, &namespace, &domain_yaml(&namespace, &mail)).await;
+    apply_yaml(&client, &namespace, &mailbox_yaml("primary", &mail)).await;
+    let spec = format!(
+        "  primary:\n    host: primary.{namespace}.svc.cluster.local\n    port: 25\n  healthCheck:\n    periodSeconds: 2\n    timeoutSeconds: 1\n    failureThreshold: 2\n    successThreshold: 2\n    minFlipIntervalSeconds: 10\n"
+    );
+    apply_yaml(
+        &client,
+        &namespace,
+        &domain_yaml("flip", &mail, &spec, &[("alice", PASSWORD)]),
+    )
+    .await;
     let by_map = unique("gw-map");
     let by_dns = unique("gw-dns");
     let next_hop = format!("flip-next-hop.{namespace}.svc.cluster.local");

@@ -14,3 +14,4 @@ mod operator;
 mod queue;
 mod standby;
 mod webmail;
+mod world;

@@ -8,17 +8,10 @@ use kube::Api;
 use kube::api::ListParams;
 
 use crate::common::{client, wait_for};
+use crate::world::pod_ready;
 
 const NAMESPACE: &str = "continuity-system";
 const SELECTOR: &str = "app.kubernetes.io/name=continuity-operator";
-
-fn ready(pod: &Pod) -> bool {
-    let status = pod.status.as_ref();
-    status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
 
 #[tokio::test]
 async fn the_operator_runs_as_a_pod_holds_the_lease_and_serves_metrics() {
@@ -29,7 +22,7 @@ async fn the_operator_runs_as_a_pod_holds_the_lease_and_serves_metrics() {
         Duration::from_secs(120),
         || async {
             let list = pods.list(&ListParams::default().labels(SELECTOR)).await.ok()?;
-            list.items.into_iter().find(ready)
+            list.items.into_iter().find(pod_ready)
         },
     )
     .await;

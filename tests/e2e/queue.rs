@@ -7,47 +7,15 @@ use std::time::Duration;
 
 use continuity_operator::api::ContinuityDomain;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{DeleteParams, LogParams};
+use kube::api::DeleteParams;
 use kube::{Api, Client};
 
 use crate::common::{apply_yaml, client, kubeconfig, namespace, reach, wait_for};
 use crate::mail::{imap_has, send, service};
+use crate::world::{delivery, domain_yaml, logs};
 
 const PASSWORD: &str = "alice-queue-password";
 const POD: &str = "queued-standby-mail-0";
-
-fn domain_yaml(mail: &str) -> String {
-    format!(
-        r#"apiVersion: continuity.mailops.io/v1alpha1
-kind: ContinuityDomain
-metadata:
-  name: queued
-spec:
-  domain: {mail}
-  primary:
-    host: mx.{mail}
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: alice-emergency
-stringData:
-  password: {PASSWORD}
----
-apiVersion: continuity.mailops.io/v1alpha1
-kind: ContinuityUser
-metadata:
-  name: alice
-spec:
-  domainRef:
-    name: queued
-  address: alice@{mail}
-  emergencyPassword:
-    name: alice-emergency
-    key: password
-"#
-    )
-}
 
 /// Runs `kubectl exec` in the mail pod's `container`; kube-rs here has no exec (no websocket
 /// feature), kubectl does.
@@ -62,27 +30,16 @@ fn exec(namespace: &str, container: &str, command: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
 }
 
-/// What Postfix logged of `message_id`: deferred, delivered, or nothing yet.
+/// What the mail pod's Postfix logged of `message_id`: deferred, sent, or nothing yet.
 async fn postfix_saw(client: &Client, namespace: &str, message_id: &str) -> Option<&'static str> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let params = LogParams {
-        container: Some("postfix".into()),
-        ..LogParams::default()
-    };
-    let log = pods.logs(POD, &params).await.ok()?;
-    let queue_id = log.lines().find_map(|line| {
-        line.contains(&format!("message-id=<{message_id}>"))
-            .then(|| line.split(": ").nth(1).map(str::to_owned))
-            .flatten()
-    })?;
-    let delivery = log.lines().find(|line| line.contains(&format!("{queue_id}: to=")))?;
-    if delivery.contains("status=deferred") {
-        Some("deferred")
-    } else if delivery.contains("status=sent") {
-        Some("sent")
-    } else {
-        None
-    }
+    let log = logs(
+        client,
+        namespace,
+        &format!("statefulset.kubernetes.io/pod-name={POD}"),
+        Some("postfix"),
+    )
+    .await;
+    delivery(&log, &format!("message-id=<{message_id}>"))
 }
 
 #[tokio::test]
@@ -91,7 +48,13 @@ async fn a_queued_message_survives_the_mail_pod_and_is_delivered() {
     let namespace = namespace(&client, "e2e-queue").await;
     let mail = format!("{namespace}.example.test");
     let alice = format!("alice@{mail}");
-    apply_yaml(&client, &namespace, &domain_yaml(&mail)).await;
+    let spec = format!("  primary:\n    host: mx.{mail}\n");
+    apply_yaml(
+        &client,
+        &namespace,
+        &domain_yaml("queued", &mail, &spec, &[("alice", PASSWORD)]),
+    )
+    .await;
     let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &namespace);
     reach(&domains, "queued", "StandbyReady", "True", "Provisioned").await;
     let smtp = service(&client, &namespace, "queued-standby-mail", 25).await;

@@ -178,9 +178,10 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
         );
     }
     let smtp = service(&client, &namespace, "flip-standby-mail", 25).await;
-    let uncovered = rcpt_code(smtp, &format!("carol@{mail}"))
-        .await
-        .expect("the standby answers");
+    let uncovered = wait_for("the standby answering", Duration::from_secs(60), || async {
+        rcpt_code(smtp, &format!("carol@{mail}")).await.ok()
+    })
+    .await;
     assert!(
         (400..500).contains(&uncovered),
         "an uncovered address is deferred: {uncovered}"

@@ -50,6 +50,11 @@ async fn a_domain_with_two_users_comes_up_armed_on_real_pods() {
             .await
             .expect("listing pods");
         assert!(list.items.iter().any(pod_ready), "a {component} pod runs and is ready");
+        for pod in &list.items {
+            if let Some(seconds) = start_seconds(pod) {
+                println!("figure: a {component} pod Ready {seconds}s after it was created");
+            }
+        }
     }
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, &namespace);
     let claim = claims
@@ -57,4 +62,20 @@ async fn a_domain_with_two_users_comes_up_armed_on_real_pods() {
         .await
         .expect("the mail volume's claim");
     assert_eq!(claim.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
+}
+
+/// Seconds from `pod`'s creation to its Ready condition (the API's timestamps, whole seconds).
+fn start_seconds(pod: &Pod) -> Option<i64> {
+    let created = pod.metadata.creation_timestamp.as_ref()?.0;
+    let ready = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?
+        .last_transition_time
+        .as_ref()?
+        .0;
+    Some(ready.as_second() - created.as_second())
 }

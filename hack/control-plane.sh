@@ -153,20 +153,6 @@ build_node() {
   echo "$NODE_BIN_DIR"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_for() {
-  local what="$1" deadline=$((SECONDS + $2))
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
-  log "$what is up"
-}
-
 start() {
   local dir="" watch_pid=""
   while [ $# -gt 0 ]; do
@@ -213,9 +199,10 @@ start() {
   echo $! >>"$dir/pids"
 
   local server="https://127.0.0.1:$api_port"
-  wait_for "kube-apiserver" 120 curl -fsS --cacert "$dir/certs/apiserver.crt" \
+  wait_up 120 curl -fsS --cacert "$dir/certs/apiserver.crt" \
     -H "Authorization: Bearer $token" "$server/readyz" ||
     { tail -n 30 "$dir/logs/kube-apiserver.log" >&2; stop "$dir"; die "kube-apiserver did not become ready"; }
+  log "kube-apiserver is up"
 
   cat >"$dir/kubeconfig" <<EOF
 apiVersion: v1

@@ -19,3 +19,24 @@ ensure_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# A TCP port on 127.0.0.1 that is free now (for components that cannot report the port they
+# were given, as etcd and the Kubernetes binaries cannot).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Runs the command after SECONDS until it succeeds (quietly); returns 1 when time runs out.
+wait_up() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+
+# kubectl, from Debian when the machine has none.
+ensure_kubectl() {
+  command -v kubectl >/dev/null || ensure_packages kubernetes-client
+}

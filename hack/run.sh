@@ -18,7 +18,7 @@ LOG_TAG=run
 readonly DEMO_NAMESPACE="${CONTINUITY_DEMO_NAMESPACE:-continuity-demo}"
 readonly HTTP_PORT="${HTTP_PORT:-8080}"
 
-command -v kubectl >/dev/null || ensure_packages kubernetes-client
+ensure_kubectl
 
 log "building the operator"
 cargo build --locked --quiet --bin continuity-operator

@@ -45,6 +45,14 @@ pub enum Error {
     )]
     NotOwned { child: String },
 
+    /// The hand-back agent cannot use its ledger or its sockets.
+    #[error("hand-back agent: {what}: {source}")]
+    HandBack {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A password could not be hashed (never the password itself, only what went wrong).
     #[error("cannot hash an emergency password: {0}")]
     PasswordHash(String),
@@ -67,7 +75,7 @@ impl Error {
             | Error::Config(_)
             | Error::PasswordHash(_)
             | Error::NotOwned { .. } => true,
-            Error::LeaderElection { .. } | Error::Http { .. } => false,
+            Error::LeaderElection { .. } | Error::Http { .. } | Error::HandBack { .. } => false,
         }
     }
 
@@ -90,6 +98,7 @@ impl Error {
             Error::Serialize { .. } => "serialize",
             Error::LeaderElection { .. } => "leader_election",
             Error::Http { .. } => "http",
+            Error::HandBack { .. } => "handback",
             Error::Config(_) => "config",
             Error::PasswordHash(_) => "password_hash",
         }

@@ -14,6 +14,7 @@ pub mod coverage;
 pub mod crd;
 pub mod credentials;
 pub mod error;
+pub mod handback;
 pub mod health;
 pub mod host;
 pub mod http;

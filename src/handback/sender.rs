@@ -1,0 +1,221 @@
+//! Hands held mail back to the primary over SMTP (with `lettre`, one recipient per
+//! transaction so that each entry gets its own answer), oldest first and throttled. An entry
+//! is marked `Delivered` only after the primary's 250; a 5xx marks it `Failed` with the reply;
+//! a 4xx waits and is retried, the wait doubling per attempt; a primary that cannot be reached
+//! at all pauses the whole hand-back the same way.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use lettre::address::Envelope;
+use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, AsyncTransport, Tokio1Executor};
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{info, warn};
+
+use super::ledger::{Entry, Ledger, State};
+use super::settings::{Destination, HandBackSettings};
+
+/// Longest wait, as a multiple of the first.
+const MAX_BACKOFF_FACTOR: u32 = 16;
+/// How long one SMTP exchange with the primary may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the primary made of one entry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Accepted(String),
+    Refused(String),
+    TryLater(String),
+    /// Not reached at all (connection refused, timeout): every entry waits.
+    Unreachable(String),
+}
+
+/// The wait before attempt `attempts + 1`.
+pub fn backoff(retry_seconds: u32, attempts: u32) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(MAX_BACKOFF_FACTOR.trailing_zeros());
+    Duration::from_secs(u64::from(retry_seconds.max(1)) * u64::from(factor))
+}
+
+fn address(text: &str) -> Result<Option<Address>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<Address>()
+        .map(Some)
+        .map_err(|e| format!("<{text}> cannot be sent over SMTP: {e}"))
+}
+
+/// Sends `message` for `entry` through `transport`.
+pub async fn send(transport: &AsyncSmtpTransport<Tokio1Executor>, entry: &Entry, message: &[u8]) -> Answer {
+    let envelope = match (address(&entry.sender), address(&entry.recipient)) {
+        (Ok(from), Ok(Some(to))) => match Envelope::new(from, vec![to]) {
+            Ok(envelope) => envelope,
+            Err(e) => return Answer::Refused(format!("invalid envelope: {e}")),
+        },
+        (Err(e), _) | (_, Err(e)) => return Answer::Refused(e),
+        (_, Ok(None)) => return Answer::Refused("no recipient".into()),
+    };
+    match transport.send_raw(&envelope, message).await {
+        Ok(response) => Answer::Accepted(format!(
+            "{} {}",
+            response.code(),
+            response.message().collect::<Vec<_>>().join(" ")
+        )),
+        Err(e) if e.is_permanent() => Answer::Refused(e.to_string()),
+        Err(e) if e.is_transient() => Answer::TryLater(e.to_string()),
+        Err(e) => Answer::Unreachable(e.to_string()),
+    }
+}
+
+fn transport(destination: &Destination, helo: &str) -> AsyncSmtpTransport<Tokio1Executor> {
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(destination.host.clone())
+        .port(destination.port)
+        .hello_name(ClientId::Domain(helo.to_owned()))
+        .timeout(Some(SMTP_TIMEOUT))
+        .build()
+}
+
+/// Per-entry retry state, kept in memory: after a restart every pending entry is tried at once.
+#[derive(Default)]
+struct Retries {
+    per_entry: HashMap<u64, (u32, Instant)>,
+    unreachable: u32,
+}
+
+/// Runs the hand-back until the process ends.
+pub async fn run(ledger: Arc<Mutex<Ledger>>, mut settings: watch::Receiver<HandBackSettings>, arrived: Arc<Notify>) {
+    let mut retries = Retries::default();
+    let mut current: Option<(HandBackSettings, AsyncSmtpTransport<Tokio1Executor>)> = None;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut cursor = 0u64;
+    loop {
+        let wanted = settings.borrow_and_update().clone();
+        let Some(destination) = wanted.deliver_to.clone() else {
+            current = None;
+            // Held until the route is back on the primary.
+            let _ = settings.changed().await;
+            continue;
+        };
+        if current.as_ref().is_none_or(|(s, _)| *s != wanted) {
+            info!(primary = %destination, rate = wanted.messages_per_second, "handing held mail back");
+            ticker = tokio::time::interval(Duration::from_secs_f64(
+                1.0 / f64::from(wanted.messages_per_second.max(1)),
+            ));
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            current = Some((wanted.clone(), transport(&destination, &wanted.helo_name)));
+        }
+        let now = Instant::now();
+        let (due, next_retry) = next_due(&ledger, &retries, &mut cursor, now);
+        let Some(entry) = due else {
+            let wake = next_retry.unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                () = arrived.notified() => {}
+                _ = settings.changed() => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            continue;
+        };
+        ticker.tick().await;
+        let Some((_, smtp)) = current.as_ref() else { continue };
+        let message = {
+            let ledger = ledger.lock();
+            ledger.map_err(|_| ()).and_then(|l| l.message(&entry).map_err(|_| ()))
+        };
+        let answer = match message {
+            Ok(bytes) => send(smtp, &entry, &bytes).await,
+            Err(()) => Answer::Refused("the held copy is missing from the spool".into()),
+        };
+        let settled = match answer {
+            Answer::Accepted(reply) => Some((State::Delivered, reply)),
+            Answer::Refused(reply) => {
+                warn!(seq = entry.seq, recipient = %entry.recipient, %reply, "the primary refused a held message");
+                Some((State::Failed, reply))
+            }
+            Answer::TryLater(reply) => {
+                let (attempts, _) = retries.per_entry.get(&entry.seq).copied().unwrap_or((0, now));
+                let wait = backoff(wanted.retry_seconds, attempts + 1);
+                info!(seq = entry.seq, %reply, retry_in = ?wait, "the primary deferred a held message");
+                retries
+                    .per_entry
+                    .insert(entry.seq, (attempts + 1, Instant::now() + wait));
+                None
+            }
+            Answer::Unreachable(reason) => {
+                retries.unreachable += 1;
+                let wait = backoff(wanted.retry_seconds, retries.unreachable);
+                warn!(primary = %destination, %reason, retry_in = ?wait, "cannot reach the primary");
+                cursor = entry.seq; // try this one first again
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = settings.changed() => {}
+                }
+                continue;
+            }
+        };
+        retries.unreachable = 0;
+        if let Some((state, reply)) = settled {
+            retries.per_entry.remove(&entry.seq);
+            if let Err(error) = settle(&ledger, entry.seq, state, reply).await {
+                // The primary has it; not recording that would send it again after a restart.
+                warn!(%error, seq = entry.seq, "cannot record a hand-back; stopping hand-back until the ledger is writable");
+                tokio::time::sleep(Duration::from_secs(u64::from(wanted.retry_seconds))).await;
+            }
+        }
+    }
+}
+
+/// The next pending entry at or after the cursor (wrapping round) whose retry time has come,
+/// and when the earliest waiting one is due.
+fn next_due(
+    ledger: &Mutex<Ledger>,
+    retries: &Retries,
+    cursor: &mut u64,
+    now: Instant,
+) -> (Option<Entry>, Option<Instant>) {
+    let Ok(ledger) = ledger.lock() else {
+        return (None, None);
+    };
+    let mut earliest: Option<Instant> = None;
+    let mut due = |entry: &&Entry| match retries.per_entry.get(&entry.seq) {
+        Some((_, at)) if *at > now => {
+            earliest = Some(earliest.map_or(*at, |e| e.min(*at)));
+            false
+        }
+        _ => true,
+    };
+    let found = ledger
+        .pending_from(*cursor)
+        .find(&mut due)
+        .or_else(|| ledger.pending_from(0).take_while(|e| e.seq < *cursor).find(&mut due))
+        .cloned();
+    if let Some(entry) = &found {
+        *cursor = entry.seq + 1;
+    }
+    (found, earliest)
+}
+
+async fn settle(ledger: &Arc<Mutex<Ledger>>, seq: u64, state: State, reply: String) -> std::io::Result<()> {
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || match ledger.lock() {
+        Ok(mut ledger) => ledger.settle(seq, state, &reply, Timestamp::now()),
+        Err(_) => Err(std::io::Error::other("the ledger's lock is poisoned")),
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_up_to_sixteen_times_the_first() {
+        let waits: Vec<u64> = (1..=7).map(|n| backoff(30, n).as_secs()).collect();
+        assert_eq!(waits, vec![30, 60, 120, 240, 480, 480, 480]);
+    }
+}

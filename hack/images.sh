@@ -80,16 +80,20 @@ debian_root() {
 
 build_operator() {
   local target="$CACHE_ROOT/image-target"
-  log "building the operator's static binary"
+  log "building the operator's static binaries (operator and hand-back agent)"
   CARGO_TARGET_DIR="$target" RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --locked --release --quiet --target x86_64-unknown-linux-gnu --bin continuity-operator
+    cargo build --locked --release --quiet --target x86_64-unknown-linux-gnu \
+    --bin continuity-operator --bin continuity-agent
   local root
   root=$(mktemp -d)
   # distroless static:nonroot, by hand: the binary, the nonroot user, CA certificates, /tmp.
   mkdir -p "$root/etc/ssl/certs" "$root/tmp"
   chmod 1777 "$root/tmp"
-  install -m 0755 "$target/x86_64-unknown-linux-gnu/release/continuity-operator" "$root/continuity-operator"
-  strip "$root/continuity-operator"
+  local binary
+  for binary in continuity-operator continuity-agent; do
+    install -m 0755 "$target/x86_64-unknown-linux-gnu/release/$binary" "$root/$binary"
+    strip "$root/$binary"
+  done
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/" 2>/dev/null || true

@@ -123,6 +123,11 @@ pub struct Config {
     #[arg(long, env = "WEBMAIL_IMAGE", default_value = images::WEBMAIL)]
     pub webmail_image: String,
 
+    /// The operator's own image, whose `continuity-agent` runs beside Postfix and Dovecot in
+    /// every mail pod and hands held mail back. Tenants cannot change it.
+    #[arg(long, env = "AGENT_IMAGE", default_value = images::AGENT)]
+    pub agent_image: String,
+
     /// Labels (`key=value,...`) of the namespaces whose pods may send SMTP to the standbys:
     /// the provider's inbound gateway. Default: the transport map's namespace. Empty: no
     /// namespace, for a gateway outside the cluster (`--gateway-cidrs` then required).
@@ -137,6 +142,13 @@ pub struct Config {
     /// SMTP to the standbys.
     #[arg(long, env = "GATEWAY_CIDRS", value_delimiter = ',')]
     pub gateway_cidrs: Vec<String>,
+
+    /// The API server's addresses (comma-separated CIDRs), admitted to the hand-back agents'
+    /// tracking endpoint by the mail pods' NetworkPolicy: the operator and `kubectl continuity
+    /// messages` reach it through the API server's service proxy. Default: none, so where
+    /// NetworkPolicies are enforced tracking works only once this is set.
+    #[arg(long, env = "API_SERVER_CIDRS", value_delimiter = ',')]
+    pub api_server_cidrs: Vec<String>,
 
     /// Prefixes (comma-separated) that images a domain names for its own standby must start
     /// with, as `registry.example/mail/`. Default: none, a domain runs the provider's images.
@@ -223,6 +235,7 @@ impl Config {
         }
         parse_labels("--gateway-pod-labels", &self.gateway_pod_labels)?;
         networks("--gateway-cidrs", &self.gateway_cidrs)?;
+        networks("--api-server-cidrs", &self.api_server_cidrs)?;
         networks("--cluster-networks", &self.cluster_networks)?;
         networks("--allowed-primary-networks", &self.allowed_primary_networks)?;
         Ok(())
@@ -271,11 +284,13 @@ impl Config {
                 postfix: self.postfix_image.clone(),
                 dovecot: self.dovecot_image.clone(),
                 webmail: self.webmail_image.clone(),
+                agent: self.agent_image.clone(),
             },
             gateway: GatewayPeers {
                 namespace_labels,
                 pod_labels: parse_labels("--gateway-pod-labels", &self.gateway_pod_labels)?,
                 cidrs: self.gateway_cidrs.clone(),
+                api_server_cidrs: non_empty(&self.api_server_cidrs),
             },
             policy: TenantPolicy {
                 image_prefixes: non_empty(&self.allowed_image_prefixes),

@@ -10,7 +10,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::Result;
 use crate::api::ContinuityDomain;
+use crate::api::domain::RouteTarget;
 use crate::credentials::Credentials;
+use crate::handback::settings::{Destination, HandBackSettings};
 use crate::health::scheduler::Registration;
 use crate::health::tracker::Health;
 use crate::health::widespread::Threshold;
@@ -126,28 +128,6 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
             }
         }
     }
-    // Until the covered users are known the mail configuration is left as it is: the mail pod
-    // waits for its first one, or keeps serving the users it has.
-    if let Some(credentials) = inputs.credentials {
-        let addresses: BTreeSet<String> = credentials.accounts.iter().map(|a| a.address.clone()).collect();
-        push(Child::ConfigMap(resources::coverage::build(validated, &addresses)))?;
-        let hostname = validated.standby_host();
-        let settings = MailSettings {
-            domain: &validated.spec.domain,
-            hostname: &hostname,
-            relay_host: validated.spec.standby.mail.relay_host.as_deref(),
-            retention_days: validated.spec.archive.retention_days,
-            accounts: &credentials.accounts,
-        };
-        push(Child::ConfigMap(mail::config_map(
-            validated,
-            standby::config_files(&settings),
-        )))?;
-        push(Child::Secret(mail::passwords_secret(
-            validated,
-            standby::passwd_file(&settings),
-        )))?;
-    }
     push(Child::ConfigMap(webmail::config_map(validated)))?;
     push(Child::Service(mail::service(validated)))?;
     push(Child::Service(webmail::service(validated)))?;
@@ -182,6 +162,33 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
     };
     let decision = decision::decide(&domain.spec, recorded, inputs.health, gate, inputs.now);
     let (routing, _) = resources::stamp(next_hop::service(validated, decision.target))?;
+    // Until the covered users are known the mail configuration is left as it is: the mail pod
+    // waits for its first one, or keeps serving the users it has. It follows the route just
+    // decided: the agent hands held mail back only while mail goes to the primary.
+    if let Some(credentials) = inputs.credentials {
+        let addresses: BTreeSet<String> = credentials.accounts.iter().map(|a| a.address.clone()).collect();
+        let hostname = validated.standby_host();
+        let handback = handback_settings(domain, validated, decision.target, &hostname);
+        let settings = MailSettings {
+            domain: &validated.spec.domain,
+            hostname: &hostname,
+            relay_host: validated.spec.standby.mail.relay_host.as_deref(),
+            retention_days: validated.spec.archive.retention_days,
+            accounts: &credentials.accounts,
+            handback: &handback,
+        };
+        // Configuration before the workloads that mount it.
+        let configuration = [
+            Child::ConfigMap(resources::coverage::build(validated, &addresses)),
+            Child::ConfigMap(mail::config_map(validated, standby::config_files(&settings))),
+            Child::Secret(mail::passwords_secret(validated, standby::passwd_file(&settings))),
+        ];
+        let stamped = configuration
+            .into_iter()
+            .map(Child::stamped)
+            .collect::<Result<Vec<_>>>()?;
+        children.splice(0..0, stamped);
+    }
     Ok(Acting {
         next_hop: transport::next_hop(validated, decision.target),
         decision,
@@ -199,6 +206,27 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
         },
         probe: health::registration(validated.spec, inputs.heartbeat, &validated.env.policy.primary_networks),
     })
+}
+
+/// What the agent is told: deliver to the primary while mail goes there, or once the domain
+/// is being deleted (its route leaves the gateway's map); hold everything otherwise.
+fn handback_settings(
+    domain: &ContinuityDomain,
+    validated: &ValidatedDomain<'_>,
+    target: RouteTarget,
+    hostname: &str,
+) -> HandBackSettings {
+    let deleting = domain.metadata.deletion_timestamp.is_some();
+    let primary = &validated.spec.primary;
+    HandBackSettings {
+        deliver_to: (target == RouteTarget::Primary || deleting).then(|| Destination {
+            host: primary.host.clone(),
+            port: primary.port,
+        }),
+        messages_per_second: validated.spec.hand_back.messages_per_second,
+        retry_seconds: validated.spec.hand_back.retry_seconds,
+        helo_name: hostname.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -574,6 +602,29 @@ mod tests {
         assert!(
             acting(&plan).probe.tls.is_some(),
             "tls: Required is certificate-checked"
+        );
+    }
+
+    #[test]
+    fn the_agent_delivers_only_while_mail_goes_to_the_primary_or_the_domain_goes() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let validated = crate::testing::acting(domain.clone());
+        let to_primary = handback_settings(&domain, &validated, RouteTarget::Primary, "standby");
+        assert_eq!(
+            to_primary.deliver_to.map(|d| d.to_string()),
+            Some("[mx.example.com]:25".to_owned())
+        );
+        assert_eq!(
+            handback_settings(&domain, &validated, RouteTarget::Standby, "standby").deliver_to,
+            None
+        );
+        domain.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::UNIX_EPOCH,
+        ));
+        assert!(
+            handback_settings(&domain, &validated, RouteTarget::Standby, "standby")
+                .deliver_to
+                .is_some()
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The standby's mail pod (SPEC 4.1): a single-replica StatefulSet running Postfix (SMTP in,
-//! submission for the webmail) and Dovecot (LMTP, IMAP), whose one volume holds both the mail
-//! store and Postfix's queue, so mail that got a 250 survives a restart; the Service gateways
+//! submission for the webmail), Dovecot (LMTP, IMAP) and the hand-back agent
+//! ([`crate::handback`]), whose one volume holds the mail store, Postfix's queue and the
+//! agent's ledger, so mail that got a 250 survives a restart and reaches the primary later; the Service gateways
 //! and the webmail reach it through; the ConfigMap with the rendered configuration and the
 //! Secret with the password hashes.
 //!
@@ -20,11 +21,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, Probe, Secret, SecretVolumeSource, SecurityContext,
-    Service, TCPSocketAction, Volume, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource,
+    SecurityContext, Service, TCPSocketAction, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -35,6 +36,7 @@ use super::pod::{
     template, workload_selector,
 };
 use super::{child_labels, child_meta, next_hop, texts_hash};
+use crate::handback::{settings, tracking};
 use crate::standby::{self, CONFIG_FILES, PASSWD_KEY, layout};
 use crate::validation::ValidatedDomain;
 
@@ -70,12 +72,15 @@ pub fn passwords_secret(domain: &ValidatedDomain<'_>, passwd: String) -> Secret 
     }
 }
 
-/// The Service: SMTP on 25 for gateways, submission on 587 and IMAP on 143 for the webmail.
+/// The Service: SMTP on 25 for gateways, submission on 587 and IMAP on 143 for the webmail,
+/// the agent's tracking endpoint for the operator and `kubectl continuity` (through the API
+/// server's service proxy).
 pub fn service(domain: &ValidatedDomain<'_>) -> Service {
     let ports = vec![
         service_port("smtp", next_hop::SMTP_PORT),
         service_port("submission", layout::SUBMISSION_SERVICE_PORT),
         service_port("imap", layout::IMAP_SERVICE_PORT),
+        service_port(tracking::PORT_NAME, tracking::PORT),
     ];
     cluster_service(domain, &domain.names.standby_mail, COMPONENT, ports, None)
 }
@@ -172,6 +177,51 @@ fn dovecot_container(domain: &ValidatedDomain<'_>) -> Container {
     }
 }
 
+/// The hand-back agent: the operator's binary, unprivileged like Dovecot; it writes its ledger
+/// on the volume (the mail group's, through fsGroup) and reads its settings from the
+/// ConfigMap.
+fn agent_container(domain: &ValidatedDomain<'_>) -> Container {
+    Container {
+        name: "agent".into(),
+        image: Some(domain.images.agent.clone()),
+        command: Some(vec![
+            "/continuity-agent".into(),
+            format!("--data-dir={}", layout::HANDBACK_DIR),
+            format!("--settings={}/{}", layout::CONFIG, settings::PATH),
+            format!("--lmtp-addr=127.0.0.1:{}", layout::AGENT_LMTP_PORT),
+            format!("--http-addr=0.0.0.0:{}", tracking::PORT),
+        ]),
+        ports: Some(vec![container_port(tracking::PORT_NAME, tracking::PORT)]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".into()),
+                port: IntOrString::String(tracking::PORT_NAME.into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(10),
+            ..Probe::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("10m".into())),
+                ("memory".to_owned(), Quantity("32Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("256Mi".into()))])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(layout::MAIL_UID),
+            run_as_group: Some(layout::MAIL_UID),
+            ..restricted_security()
+        }),
+        volume_mounts: Some(vec![
+            mount(DATA_VOLUME, layout::DATA, false),
+            mount("config", layout::CONFIG, true),
+        ]),
+        ..Container::default()
+    }
+}
+
 fn volumes(domain: &ValidatedDomain<'_>) -> Vec<Volume> {
     vec![
         Volume {
@@ -217,7 +267,11 @@ pub fn stateful_set(domain: &ValidatedDomain<'_>, existing: Option<DataVolume>) 
     let scripts = [standby::postfix::run_script(), standby::dovecot::run_script()];
     let scripts_hash = format!("{:016x}", texts_hash(&scripts));
     let pod = PodSpec {
-        containers: vec![postfix_container(domain), dovecot_container(domain)],
+        containers: vec![
+            postfix_container(domain),
+            dovecot_container(domain),
+            agent_container(domain),
+        ],
         volumes: Some(volumes(domain)),
         security_context: Some(PodSecurityContext {
             // The volume and the runtime directory belong to the mail group, so Dovecot
@@ -239,6 +293,10 @@ pub fn stateful_set(domain: &ValidatedDomain<'_>, existing: Option<DataVolume>) 
             // One Dovecot writes the store; a second replica would need a second volume.
             replicas: Some(1),
             service_name: Some(domain.names.standby_mail.clone()),
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(format!("{:?}", archive.on_delete)),
+                when_scaled: Some("Retain".into()),
+            }),
             selector: workload_selector(domain, COMPONENT),
             template: template(
                 domain,
@@ -409,7 +467,8 @@ mod tests {
             [
                 (25, "String(\"smtp\")".to_owned()),
                 (587, "String(\"submission\")".to_owned()),
-                (143, "String(\"imap\")".to_owned())
+                (143, "String(\"imap\")".to_owned()),
+                (8025, "String(\"agent\")".to_owned())
             ]
         );
     }

@@ -129,6 +129,8 @@ pub struct Images {
     pub postfix: String,
     pub dovecot: String,
     pub webmail: String,
+    /// The hand-back agent: the operator's own image (never a tenant's choice).
+    pub agent: String,
 }
 
 /// The labels that select the pods of one component of a domain's standby.

@@ -1,6 +1,9 @@
 //! Default-deny ingress for the standby's pods (SPEC 5): the mail pod admits SMTP only from
 //! the provider's gateway (namespaces, pods and address ranges from the operator's flags) and
-//! IMAP and submission only from the domain's own webmail pods; the webmail pods admit HTTP
+//! IMAP and submission only from the domain's own webmail pods, the hand-back agent's tracking
+//! endpoint only from the API server's addresses (its service proxy is how the operator and
+//! `kubectl continuity` reach it; no tenant's pod may read another's mail log); the webmail
+//! pods admit HTTP
 //! (from the ingress controller, wherever it runs) and nothing else. Egress is left open: the
 //! standby delivers its users' mail to any server on the Internet.
 
@@ -26,6 +29,8 @@ pub struct GatewayPeers {
     pub pod_labels: BTreeMap<String, String>,
     /// Address ranges of gateways outside the cluster.
     pub cidrs: Vec<String>,
+    /// The API server's addresses, admitted to the agents' tracking endpoint.
+    pub api_server_cidrs: Vec<String>,
 }
 
 fn selector(labels: &BTreeMap<String, String>) -> LabelSelector {
@@ -100,6 +105,22 @@ pub fn mail_policy(domain: &ValidatedDomain<'_>) -> NetworkPolicy {
                 from: Some(vec![webmail_pods]),
                 ports: ports(&[layout::IMAP_PORT, layout::SUBMISSION_PORT]),
             },
+            NetworkPolicyIngressRule {
+                from: Some(
+                    gateway
+                        .api_server_cidrs
+                        .iter()
+                        .map(|cidr| NetworkPolicyPeer {
+                            ip_block: Some(IPBlock {
+                                cidr: cidr.clone(),
+                                ..IPBlock::default()
+                            }),
+                            ..NetworkPolicyPeer::default()
+                        })
+                        .collect(),
+                ),
+                ports: ports(&[crate::handback::tracking::PORT]),
+            },
         ],
     )
 }
@@ -154,6 +175,12 @@ mod tests {
         );
         assert_eq!(smtp_from[1].ip_block.as_ref().unwrap().cidr, "192.0.2.0/24");
         assert_eq!(port(&rules[1]), ["Int(1143)", "Int(5870)"]);
+        assert_eq!(port(&rules[2]), ["Int(8025)"]);
+        assert_eq!(
+            rules[2].from.as_deref(),
+            Some(&[][..]),
+            "no API server address given: nobody"
+        );
         let webmail_from = rules[1].from.clone().unwrap();
         assert_eq!(webmail_from.len(), 1);
         assert!(webmail_from[0].namespace_selector.is_none(), "this namespace only");

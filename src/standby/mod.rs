@@ -29,6 +29,8 @@ pub mod images {
     /// Roundcube behind Apache, as www-data (uid 33) on port 8000, reading the operator's
     /// settings from `/var/roundcube/config/*.php`.
     pub const WEBMAIL: &str = concat!("ghcr.io/mailops/continuity-webmail:", env!("CARGO_PKG_VERSION"));
+    /// The operator's image, whose `continuity-agent` binary runs in every mail pod.
+    pub const AGENT: &str = concat!("ghcr.io/mailops/continuity-operator:", env!("CARGO_PKG_VERSION"));
 }
 
 /// How often the mail containers look for a changed configuration, in seconds. The kubelet
@@ -37,11 +39,15 @@ pub const RELOAD_POLL_SECONDS: u32 = 5;
 
 /// The mail pod's configuration files: their key in the ConfigMap and their path under
 /// [`layout::CONFIG`].
-pub const CONFIG_FILES: [(&str, &str); 8] = [
+pub const CONFIG_FILES: [(&str, &str); 12] = [
     ("main.cf", "postfix/main.cf"),
     ("master.cf", "postfix/master.cf"),
     ("recipients", "postfix/recipients"),
     ("senders", "postfix/senders"),
+    ("journal", "postfix/journal"),
+    ("handback", "postfix/handback"),
+    ("transport", "postfix/transport"),
+    (crate::handback::settings::KEY, crate::handback::settings::PATH),
     ("dovecot.conf", "dovecot/dovecot.conf"),
     ("users", "dovecot/users"),
     ("run-postfix.sh", "run/postfix.sh"),
@@ -64,6 +70,8 @@ pub struct MailSettings<'a> {
     pub retention_days: u32,
     /// The covered addresses, with their emergency password hashes where they have one.
     pub accounts: &'a [Account],
+    /// What the hand-back agent does now.
+    pub handback: &'a crate::handback::settings::HandBackSettings,
 }
 
 /// A mail container's main process, as a shell script.
@@ -131,6 +139,10 @@ pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
         postfix::master_cf(),
         postfix::recipients(&addresses),
         postfix::senders(&addresses),
+        postfix::journal(&addresses),
+        postfix::handback(&addresses),
+        postfix::transport(settings.domain),
+        settings.handback.render(),
         dovecot::dovecot_conf(settings.domain, settings.retention_days),
         dovecot::users(settings.accounts),
         postfix::run_script(),
@@ -171,6 +183,10 @@ pub mod layout {
     pub const IMAP_PORT: u16 = 1143;
     /// LMTP from Postfix to Dovecot, inside the pod only.
     pub const LMTP_PORT: u16 = 2424;
+    /// LMTP from Postfix to the hand-back agent, inside the pod only.
+    pub const AGENT_LMTP_PORT: u16 = 2426;
+    /// The hand-back agent's directory on the volume.
+    pub const HANDBACK_DIR: &str = "/var/mail-data/handback";
     /// Dovecot's authentication for Postfix's submission, inside the pod only.
     pub const AUTH_PORT: u16 = 12345;
     /// The mail Service's IMAP port, where the webmail reads mail.
@@ -221,6 +237,7 @@ mod tests {
             relay_host: None,
             retention_days: 90,
             accounts: &accounts,
+            handback: &crate::handback::settings::HandBackSettings::hold_everything(),
         };
         let files = config_files(&settings);
         assert_eq!(files.len(), CONFIG_FILES.len());

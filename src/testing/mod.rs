@@ -21,6 +21,7 @@ pub fn environment() -> Environment {
             postfix: images::POSTFIX.into(),
             dovecot: images::DOVECOT.into(),
             webmail: images::WEBMAIL.into(),
+            agent: images::AGENT.into(),
         },
         gateway: GatewayPeers {
             namespace_labels: BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), "mail-gateway".to_owned())]),

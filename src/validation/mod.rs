@@ -137,6 +137,7 @@ fn acting<'a>(domain: &'a ContinuityDomain, primary: Host, env: &'a Environment)
                 .image
                 .clone()
                 .unwrap_or_else(|| env.images.webmail.clone()),
+            agent: env.images.agent.clone(),
         },
         name,
         env,

@@ -100,6 +100,10 @@ pub struct ContinuityDomainSpec {
     #[serde(default)]
     pub archive: Archive,
 
+    /// How the mail the standby held is handed back to the primary after failback.
+    #[serde(default)]
+    pub hand_back: HandBack,
+
     /// The standby mail and webmail workloads.
     #[serde(default)]
     pub standby: Standby,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::health::default_smtp_port;
@@ -26,6 +27,55 @@ pub struct Archive {
     /// StorageClass of that volume; the cluster default when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+
+    /// What happens to the mail volume when the ContinuityDomain is deleted (once held mail
+    /// is handed back, or the deletion is forced): `Retain` (the default) keeps the
+    /// PersistentVolumeClaim for the provider to remove, `Delete` removes it with the standby.
+    #[serde(default)]
+    pub on_delete: VolumeOnDelete,
+}
+
+/// What happens to the mail volume when its domain goes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VolumeOnDelete {
+    /// The PersistentVolumeClaim stays.
+    #[default]
+    Retain,
+    /// The PersistentVolumeClaim is deleted with the standby's StatefulSet.
+    Delete,
+}
+
+/// How mail the standby held is handed back to the primary.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HandBack {
+    /// At most this many messages per second go to the primary, so a primary just back is
+    /// not flooded.
+    #[serde(default = "default_messages_per_second")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub messages_per_second: u32,
+
+    /// Seconds to wait after the primary answers 4xx (or cannot be reached) before trying
+    /// again; the wait doubles with every attempt, up to 16 times this.
+    #[serde(default = "default_retry_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub retry_seconds: u32,
+}
+
+fn default_messages_per_second() -> u32 {
+    20
+}
+fn default_retry_seconds() -> u32 {
+    60
+}
+
+impl Default for HandBack {
+    fn default() -> Self {
+        Self {
+            messages_per_second: default_messages_per_second(),
+            retry_seconds: default_retry_seconds(),
+        }
+    }
 }
 
 fn default_retention_days() -> u32 {
@@ -41,6 +91,7 @@ impl Default for Archive {
             retention_days: default_retention_days(),
             storage_size: default_storage_size(),
             storage_class_name: None,
+            on_delete: VolumeOnDelete::Retain,
         }
     }
 }

@@ -7,7 +7,10 @@
 //!   fsynced, renamed, directory fsynced), removed once every entry naming it is delivered;
 //! - `ledger.jsonl`: an append-only log, one JSON record per line, each fsynced before the
 //!   caller acts on it: `held` (seq, hash, Message-ID, envelope sender and recipient, time),
-//!   then at most one of `delivered` (the primary's 250 reply) or `failed` (its 5xx reply).
+//!   an `attempt` before each try at the primary, then at most one of `delivered` (the
+//!   primary's 250 reply) or `failed` (its 5xx reply). An attempt with nothing after it when
+//!   the log is replayed was interrupted: the primary may or may not have the message (SMTP
+//!   cannot tell, RFC 1047), so the entry is sent again and marked `interrupted`.
 //!
 //! Replaying the log rebuilds the state. A last line without its newline is a write the
 //! process died in (nothing was acknowledged for it) and is cut off; any other unreadable line
@@ -55,6 +58,20 @@ pub struct Entry {
     /// The primary's reply that settled it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// Tries at the primary so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Tries the agent died in (between starting to send and recording the answer): the
+    /// primary may already have had the message once per such try.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interrupted: u32,
+    /// An attempt is recorded and not answered yet.
+    #[serde(skip)]
+    in_flight: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A line of `ledger.jsonl`.
@@ -70,6 +87,16 @@ enum Record {
         from: String,
         to: String,
         at: Timestamp,
+    },
+    Attempt {
+        seq: u64,
+        at: Timestamp,
+    },
+    /// The primary answered 4xx: the entry stays pending.
+    Deferred {
+        seq: u64,
+        at: Timestamp,
+        reply: String,
     },
     Delivered {
         seq: u64,
@@ -177,6 +204,10 @@ impl Ledger {
             let record: Record = serde_json::from_slice(line).map_err(|e| corrupt(number + 1, e))?;
             ledger.replay(record).map_err(|e| corrupt(number + 1, e))?;
         }
+        for entry in ledger.entries.values_mut().filter(|e| e.in_flight) {
+            entry.in_flight = false;
+            entry.interrupted += 1;
+        }
         // Spool files of a hold the process died in before its record was written.
         for file in fs::read_dir(dir.join(SPOOL))? {
             let file = file?;
@@ -212,8 +243,29 @@ impl Ledger {
                         state: State::Deferred,
                         settled_at: None,
                         reply: None,
+                        attempts: 0,
+                        interrupted: 0,
+                        in_flight: false,
                     },
                 );
+                Ok(())
+            }
+            Record::Attempt { seq, .. } => {
+                let entry = self
+                    .entries
+                    .get_mut(&seq)
+                    .ok_or(format!("entry {seq} was never held"))?;
+                entry.attempts += 1;
+                entry.in_flight = true;
+                Ok(())
+            }
+            Record::Deferred { seq, reply, .. } => {
+                let entry = self
+                    .entries
+                    .get_mut(&seq)
+                    .ok_or(format!("entry {seq} was never held"))?;
+                entry.in_flight = false;
+                entry.reply = Some(reply);
                 Ok(())
             }
             Record::Delivered { seq, at, reply } => self.mark(seq, State::Delivered, at, reply),
@@ -230,6 +282,7 @@ impl Ledger {
             return Err(format!("entry {seq} is settled twice"));
         }
         entry.state = state;
+        entry.in_flight = false;
         entry.settled_at = Some(at);
         entry.reply = Some(reply);
         Ok(())
@@ -278,14 +331,21 @@ impl Ledger {
         Ok((seq, true))
     }
 
-    /// Records the primary's final answer for entry `seq`: `Delivered` after its 250,
-    /// `Failed` after a 5xx. The spool file goes once nothing unsettled names it.
+    /// Records that entry `seq` is about to be sent to the primary (before its first byte).
+    pub fn attempt(&mut self, seq: u64, now: Timestamp) -> io::Result<()> {
+        let record = Record::Attempt { seq, at: now };
+        self.append(&record)?;
+        self.replay(record).map_err(io::Error::other)
+    }
+
+    /// Records the primary's answer for entry `seq`: `Delivered` after its 250, `Failed`
+    /// after a 5xx, `Deferred` (still pending, the reply kept) after a 4xx. The spool file goes once nothing unsettled names it.
     pub fn settle(&mut self, seq: u64, state: State, reply: &str, now: Timestamp) -> io::Result<()> {
         let reply = reply.to_owned();
         let record = match state {
             State::Delivered => Record::Delivered { seq, at: now, reply },
             State::Failed => Record::Failed { seq, at: now, reply },
-            State::Deferred => return Ok(()),
+            State::Deferred => Record::Deferred { seq, at: now, reply },
         };
         self.append(&record)?;
         self.replay(record).map_err(io::Error::other)?;
@@ -398,6 +458,8 @@ mod tests {
             Some("<one@example.net>")
         );
         assert_eq!(ledger.message(ledger.entry(bob).unwrap()).unwrap(), MESSAGE);
+        ledger.attempt(alice, now).unwrap();
+        ledger.attempt(bob, now).unwrap();
         ledger.settle(alice, State::Delivered, "250 2.0.0 Ok", now).unwrap();
         assert!(
             ledger.message(ledger.entry(bob).unwrap()).is_ok(),
@@ -418,6 +480,8 @@ mod tests {
             (counts.held, counts.delivered, counts.failed, counts.pending),
             (2, 1, 1, 0)
         );
+        assert_eq!(ledger.entry(alice).unwrap().attempts, 1);
+        assert_eq!(ledger.entry(alice).unwrap().interrupted, 0, "answered");
         assert_eq!(
             ledger.entry(bob).unwrap().reply.as_deref(),
             Some("550 5.1.1 unknown user")
@@ -451,6 +515,24 @@ mod tests {
         fs::write(&log, "garbage\n").unwrap();
         let error = Ledger::open(&dir).err().expect("a corrupt ledger is refused");
         assert!(error.to_string().contains("line 1 is unreadable"), "{error}");
+    }
+
+    #[test]
+    fn an_attempt_the_agent_died_in_is_marked_interrupted_and_stays_pending() {
+        let dir = dir("interrupted");
+        let mut ledger = Ledger::open(&dir).unwrap();
+        let (seq, _) = ledger
+            .hold(MESSAGE, "", "alice@example.com", Timestamp::UNIX_EPOCH)
+            .unwrap();
+        ledger.attempt(seq, Timestamp::UNIX_EPOCH).unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(&dir).unwrap();
+        let entry = ledger.entry(seq).unwrap();
+        assert_eq!(
+            (entry.state, entry.attempts, entry.interrupted),
+            (State::Deferred, 1, 1)
+        );
+        assert_eq!(ledger.pending().count(), 1, "sent again");
     }
 
     #[test]

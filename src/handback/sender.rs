@@ -127,7 +127,10 @@ pub async fn run(ledger: Arc<Mutex<Ledger>>, mut settings: watch::Receiver<HandB
             ledger.map_err(|_| ()).and_then(|l| l.message(&entry).map_err(|_| ()))
         };
         let answer = match message {
-            Ok(bytes) => send(smtp, &entry, &bytes).await,
+            Ok(bytes) => match record_attempt(&ledger, entry.seq).await {
+                Ok(()) => send(smtp, &entry, &bytes).await,
+                Err(error) => Answer::Unreachable(format!("cannot record the attempt: {error}")),
+            },
             Err(()) => Answer::Refused("the held copy is missing from the spool".into()),
         };
         let settled = match answer {
@@ -143,7 +146,7 @@ pub async fn run(ledger: Arc<Mutex<Ledger>>, mut settings: watch::Receiver<HandB
                 retries
                     .per_entry
                     .insert(entry.seq, (attempts + 1, Instant::now() + wait));
-                None
+                Some((State::Deferred, reply))
             }
             Answer::Unreachable(reason) => {
                 retries.unreachable += 1;
@@ -159,7 +162,9 @@ pub async fn run(ledger: Arc<Mutex<Ledger>>, mut settings: watch::Receiver<HandB
         };
         retries.unreachable = 0;
         if let Some((state, reply)) = settled {
-            retries.per_entry.remove(&entry.seq);
+            if state != State::Deferred {
+                retries.per_entry.remove(&entry.seq);
+            }
             if let Err(error) = settle(&ledger, entry.seq, state, reply).await {
                 // The primary has it; not recording that would send it again after a restart.
                 warn!(%error, seq = entry.seq, "cannot record a hand-back; stopping hand-back until the ledger is writable");
@@ -197,6 +202,16 @@ fn next_due(
         *cursor = entry.seq + 1;
     }
     (found, earliest)
+}
+
+async fn record_attempt(ledger: &Arc<Mutex<Ledger>>, seq: u64) -> std::io::Result<()> {
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || match ledger.lock() {
+        Ok(mut ledger) => ledger.attempt(seq, Timestamp::now()),
+        Err(_) => Err(std::io::Error::other("the ledger's lock is poisoned")),
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 async fn settle(ledger: &Arc<Mutex<Ledger>>, seq: u64, state: State, reply: String) -> std::io::Result<()> {

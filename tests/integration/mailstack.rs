@@ -22,6 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use continuity_operator::handback::settings::{self, HandBackSettings};
+use continuity_operator::handback::tracking::{MessageList, Summary};
 use continuity_operator::standby::{CONFIG_FILES, PASSWD_KEY, layout};
 
 use crate::common::{unique, wait_for};
@@ -39,6 +41,9 @@ pub struct MailStack {
     pub imap: SocketAddr,
     postfix: Option<Child>,
     dovecot: Option<Child>,
+    agent: Option<Child>,
+    /// The hand-back agent's tracking endpoint, once it has said where (it binds port 0).
+    pub agent_http: Option<SocketAddr>,
 }
 
 /// The mail pod's files as the operator stored them: the ConfigMap's data by key, and the
@@ -77,6 +82,8 @@ impl MailStack {
             imap: (address, layout::IMAP_PORT).into(),
             postfix: None,
             dovecot: None,
+            agent: None,
+            agent_http: None,
         };
         for sub in ["config", "secrets", "data", "run"] {
             std::fs::create_dir_all(stack.dir.join(sub)).expect("mail stack directories");
@@ -94,6 +101,7 @@ impl MailStack {
         );
         stack.update(files);
         stack.start_dovecot().await;
+        stack.start_agent().await;
         stack.start_postfix().await;
         stack
     }
@@ -191,6 +199,72 @@ impl MailStack {
         wait_listening(self.imap, || self.log("dovecot")).await;
     }
 
+    /// Starts the hand-back agent as its container does (the mail user, no capabilities), with
+    /// the pod's flags but its tracking endpoint on port 0.
+    pub async fn start_agent(&mut self) {
+        let log_before = self.log("agent").len();
+        let child = self.spawn(
+            "agent",
+            Command::new("setpriv").args([
+                &format!("--reuid={}", layout::MAIL_USER),
+                &format!("--regid={}", layout::MAIL_USER),
+                &format!("--groups={}", layout::MAIL_USER),
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                env!("CARGO_BIN_EXE_continuity-agent"),
+                &format!("--data-dir={}/handback", self.path("data")),
+                &format!("--settings={}/{}", self.path("config"), settings::PATH),
+                &format!("--lmtp-addr={}:{}", self.address, layout::AGENT_LMTP_PORT),
+                &format!("--http-addr={}:0", self.address),
+                "--log-format=json",
+            ]),
+        );
+        self.agent = Some(child);
+        let http = wait_for("the agent to listen", Duration::from_secs(20), || async {
+            let log = self.log("agent");
+            let line = log[log_before..].lines().find(|l| l.contains("agent listening"))?;
+            let line: serde_json::Value = serde_json::from_str(line).ok()?;
+            line["http"].as_str()?.parse::<SocketAddr>().ok()
+        })
+        .await;
+        self.agent_http = Some(http);
+    }
+
+    /// Kills the agent with SIGKILL: no chance to finish anything.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Tells the agent what to do, as the kubelet updates its file in the ConfigMap.
+    pub fn set_handback(&self, settings: &HandBackSettings) {
+        write_atomically(&self.dir.join("config").join(settings::PATH), &settings.render());
+    }
+
+    /// The agent's `/summary`.
+    pub async fn handback_summary(&self) -> Option<Summary> {
+        serde_json::from_str(&self.agent_get("/summary").await?).ok()
+    }
+
+    /// The agent's `/messages?<query>`.
+    pub async fn handback_messages(&self, query: &str) -> Option<MessageList> {
+        serde_json::from_str(&self.agent_get(&format!("/messages?{query}")).await?).ok()
+    }
+
+    async fn agent_get(&self, path: &str) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.agent_http?).await.ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: agent\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200").then(|| body.to_owned())
+    }
+
     /// Stops Postfix as the kubelet stops its container: SIGTERM to the script.
     pub fn stop_postfix(&mut self) {
         terminate(self.postfix.take());
@@ -223,6 +297,7 @@ impl Drop for MailStack {
     fn drop(&mut self) {
         self.stop_postfix();
         self.stop_dovecot();
+        terminate(self.agent.take());
     }
 }
 

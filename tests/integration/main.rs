@@ -7,6 +7,7 @@ mod crds;
 mod dns;
 mod domains;
 mod failover;
+mod handback;
 mod health;
 mod leader_election;
 mod mailstack;

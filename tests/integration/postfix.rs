@@ -169,6 +169,26 @@ impl Postfix {
         );
     }
 
+    /// Answers RCPT TO as `access` says (a `check_recipient_access` table: `address` or
+    /// `domain`, then a reply such as `451 4.3.0 try later`), from now on.
+    pub fn set_recipient_access(&self, access: &str) {
+        let d = self.dir.display();
+        std::fs::write(self.dir.join("etc/access"), access).expect("writing the access table");
+        let main_cf = self.config().join("main.cf");
+        let mut main = std::fs::read_to_string(&main_cf).expect("main.cf");
+        let line = format!("smtpd_recipient_restrictions = check_recipient_access texthash:{d}/etc/access\n");
+        if !main.contains(&line) {
+            main.push_str(&line);
+            std::fs::write(&main_cf, main).expect("main.cf");
+        }
+        let output = postfix(&self.config(), "reload");
+        assert!(
+            output.status.success(),
+            "postfix reload: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// The instance's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()

@@ -1,6 +1,8 @@
-//! Keeps the Postfix transport map ConfigMap in step with the routes of every domain in scope.
-//! It is rebuilt from the domain cache whenever a domain changes (a burst of changes coalesces
-//! into one write) and written, through [`super::apply`], only when its content changed.
+//! Keeps the gateway's ConfigMap in step with every domain in scope: the Postfix transport map
+//! (routes and journal domains) and the journal copies' `recipient_bcc_maps` table (covered
+//! addresses as each standby's recipient table in the ConfigMap cache lists them). It is
+//! rebuilt from the caches whenever a domain changes (a burst of changes coalesces into one
+//! write) and written, through [`super::apply`], only when its content changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,12 +12,18 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tracing::{info, warn};
 
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
 use super::{Context, apply};
+use crate::resources::names::ChildNames;
 use crate::resources::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::routing::transport;
 
-/// The key of the map in the ConfigMap's data.
+/// The key of the transport map in the ConfigMap's data.
 pub const KEY: &str = "transport";
+/// The key of the journal copies' table.
+pub const BCC_KEY: &str = "recipient_bcc";
 /// Pause after a change before rebuilding, so a burst of flips is one write.
 const COALESCE: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_secs(2);
@@ -27,35 +35,34 @@ pub async fn run(ctx: Arc<Context>) {
     };
     // What this replica last wrote; `None` means: compare with the server (at start, and at
     // every resync, so a deleted or hand-edited map is repaired).
-    let mut written: Option<String> = None;
+    let mut written: Option<(String, String)> = None;
     loop {
         tokio::select! {
             () = ctx.routes_changed.notified() => tokio::time::sleep(COALESCE).await,
             () = tokio::time::sleep(ctx.settings.resync) => written = None,
         }
         ctx.wait_until_synced().await;
-        let entries = ctx
-            .caches
-            .domains
-            .state()
-            .iter()
-            .filter_map(|domain| transport::entry(domain))
-            .collect();
-        let text = transport::render(entries);
+        let wanted = tables(&ctx);
         if written.is_none() {
-            let current = ctx.reader.config_map_value(&namespace, &name, KEY).await.ok().flatten();
-            if current.as_deref() == Some(text.as_str()) {
-                written = Some(text);
+            let transport = ctx.reader.config_map_value(&namespace, &name, KEY).await.ok().flatten();
+            let bcc = ctx
+                .reader
+                .config_map_value(&namespace, &name, BCC_KEY)
+                .await
+                .ok()
+                .flatten();
+            if transport.as_ref() == Some(&wanted.0) && bcc.as_ref() == Some(&wanted.1) {
+                written = Some(wanted);
                 continue;
             }
         }
-        if written.as_deref() == Some(text.as_str()) {
+        if written.as_ref() == Some(&wanted) {
             continue;
         }
-        match apply::transport_map(&ctx, &map(&namespace, &name, &text)).await {
+        match apply::transport_map(&ctx, &map(&namespace, &name, &wanted)).await {
             Ok(()) => {
-                info!(configmap = %format!("{namespace}/{name}"), domains = text.lines().count() - 1, "transport map updated");
-                written = Some(text);
+                info!(configmap = %format!("{namespace}/{name}"), lines = wanted.0.lines().count() - 1, journal_copies = wanted.1.lines().count() - 1, "transport map updated");
+                written = Some(wanted);
             }
             Err(error) => {
                 warn!(%error, configmap = %format!("{namespace}/{name}"), "cannot write the transport map; retrying");
@@ -66,8 +73,35 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
-/// The transport map ConfigMap holding `text`.
-fn map(namespace: &str, name: &str, text: &str) -> ConfigMap {
+/// The transport map and the journal copies' table, from the caches.
+fn tables(ctx: &Context) -> (String, String) {
+    let domains = ctx.caches.domains.state();
+    let cluster_domain = &ctx.settings.environment.cluster_domain;
+    let mut routes = Vec::new();
+    let mut copies = Vec::new();
+    for domain in &domains {
+        let Some(route) = transport::entry(domain) else {
+            continue;
+        };
+        routes.push(route);
+        routes.extend(transport::journal_entry(domain, cluster_domain));
+        let names = ChildNames::of(&domain.name_any(), &domain.spec);
+        let recipients = ctx
+            .caches
+            .config_maps
+            .get(&ObjectRef::new(&names.standby_config).within(&domain.namespace().unwrap_or_default()))
+            .and_then(|map| map.data.as_ref()?.get("recipients").cloned())
+            .unwrap_or_default();
+        copies.extend(transport::journal_copies(
+            domain,
+            &transport::covered_addresses(&recipients),
+        ));
+    }
+    (transport::render(routes), transport::render_bcc(copies))
+}
+
+/// The gateway's ConfigMap holding `tables` (transport map, journal copies).
+fn map(namespace: &str, name: &str, tables: &(String, String)) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -78,7 +112,10 @@ fn map(namespace: &str, name: &str, text: &str) -> ConfigMap {
             ])),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([(KEY.to_owned(), text.to_owned())])),
+        data: Some(BTreeMap::from([
+            (KEY.to_owned(), tables.0.clone()),
+            (BCC_KEY.to_owned(), tables.1.clone()),
+        ])),
         ..ConfigMap::default()
     }
 }

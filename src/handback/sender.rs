@@ -1,5 +1,7 @@
-//! Hands held mail back to the primary over SMTP (with `lettre`, one recipient per
-//! transaction so that each entry gets its own answer), oldest first and throttled. An entry
+//! Hands held mail back to the primary over SMTP (with `lettre`'s connection, one recipient
+//! per transaction so that each entry gets its own answer), oldest first and throttled. The
+//! agent opens the TCP connection itself to set `TCP_NODELAY`: without it the message's last
+//! segment waits for the primary's delayed ACK, 40 ms per message (measured: 20 messages/s). An entry
 //! is marked `Delivered` only after the primary's 250; a 5xx marks it `Failed` with the reply;
 //! a 4xx waits and is retried, the wait doubling per attempt; a primary that cannot be reached
 //! at all pauses the whole hand-back the same way.
@@ -9,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use lettre::Address;
 use lettre::address::Envelope;
-use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, AsyncTransport, Tokio1Executor};
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
@@ -50,34 +52,74 @@ fn address(text: &str) -> Result<Option<Address>, String> {
         .map_err(|e| format!("<{text}> cannot be sent over SMTP: {e}"))
 }
 
-/// Sends `message` for `entry` through `transport`.
-pub async fn send(transport: &AsyncSmtpTransport<Tokio1Executor>, entry: &Entry, message: &[u8]) -> Answer {
-    let envelope = match (address(&entry.sender), address(&entry.recipient)) {
-        (Ok(from), Ok(Some(to))) => match Envelope::new(from, vec![to]) {
+/// One SMTP connection to the primary, opened when needed and dropped after any error.
+pub struct Primary {
+    destination: Destination,
+    helo: ClientId,
+    connection: Option<AsyncSmtpConnection>,
+}
+
+impl Primary {
+    pub fn new(destination: Destination, helo: &str) -> Self {
+        Primary {
+            destination,
+            helo: ClientId::Domain(helo.to_owned()),
+            connection: None,
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+        let address = (self.destination.host.as_str(), self.destination.port);
+        let stream = tokio::time::timeout(SMTP_TIMEOUT, tokio::net::TcpStream::connect(address))
+            .await
+            .map_err(|_| format!("connecting to {} timed out", self.destination))?
+            .map_err(|e| format!("connecting to {}: {e}", self.destination))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        tokio::time::timeout(
+            SMTP_TIMEOUT,
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.helo),
+        )
+        .await
+        .map_err(|_| format!("{} did not greet in time", self.destination))?
+        .map_err(|e| format!("{}: {e}", self.destination))
+    }
+
+    /// Sends `message` for `entry`.
+    pub async fn send(&mut self, entry: &Entry, message: &[u8]) -> Answer {
+        let envelope = match envelope(entry) {
             Ok(envelope) => envelope,
-            Err(e) => return Answer::Refused(format!("invalid envelope: {e}")),
-        },
-        (Err(e), _) | (_, Err(e)) => return Answer::Refused(e),
-        (_, Ok(None)) => return Answer::Refused("no recipient".into()),
-    };
-    match transport.send_raw(&envelope, message).await {
-        Ok(response) => Answer::Accepted(format!(
-            "{} {}",
-            response.code(),
-            response.message().collect::<Vec<_>>().join(" ")
-        )),
-        Err(e) if e.is_permanent() => Answer::Refused(e.to_string()),
-        Err(e) if e.is_transient() => Answer::TryLater(e.to_string()),
-        Err(e) => Answer::Unreachable(e.to_string()),
+            Err(reason) => return Answer::Refused(reason),
+        };
+        let mut connection = match self.connection.take().filter(|c| !c.has_broken()) {
+            Some(connection) => connection,
+            None => match self.connect().await {
+                Ok(connection) => connection,
+                Err(reason) => return Answer::Unreachable(reason),
+            },
+        };
+        match tokio::time::timeout(SMTP_TIMEOUT, connection.send(&envelope, message)).await {
+            Err(_) => Answer::Unreachable(format!("{} did not answer in time", self.destination)),
+            Ok(Ok(response)) => {
+                self.connection = Some(connection);
+                Answer::Accepted(format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                ))
+            }
+            // After a refusal the session's state is unclear: the next message opens a new one.
+            Ok(Err(e)) if e.is_permanent() => Answer::Refused(e.to_string()),
+            Ok(Err(e)) if e.is_transient() => Answer::TryLater(e.to_string()),
+            Ok(Err(e)) => Answer::Unreachable(e.to_string()),
+        }
     }
 }
 
-fn transport(destination: &Destination, helo: &str) -> AsyncSmtpTransport<Tokio1Executor> {
-    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(destination.host.clone())
-        .port(destination.port)
-        .hello_name(ClientId::Domain(helo.to_owned()))
-        .timeout(Some(SMTP_TIMEOUT))
-        .build()
+fn envelope(entry: &Entry) -> Result<Envelope, String> {
+    match (address(&entry.sender)?, address(&entry.recipient)?) {
+        (from, Some(to)) => Envelope::new(from, vec![to]).map_err(|e| format!("invalid envelope: {e}")),
+        (_, None) => Err("no recipient".into()),
+    }
 }
 
 /// Per-entry retry state, kept in memory: after a restart every pending entry is tried at once.
@@ -90,7 +132,7 @@ struct Retries {
 /// Runs the hand-back until the process ends.
 pub async fn run(ledger: Arc<Mutex<Ledger>>, mut settings: watch::Receiver<HandBackSettings>, arrived: Arc<Notify>) {
     let mut retries = Retries::default();
-    let mut current: Option<(HandBackSettings, AsyncSmtpTransport<Tokio1Executor>)> = None;
+    let mut current: Option<(HandBackSettings, Primary)> = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut cursor = 0u64;
     loop {
@@ -107,7 +149,7 @@ pub async fn run(ledger: Arc<Mutex<Ledger>>, mut settings: watch::Receiver<HandB
                 1.0 / f64::from(wanted.messages_per_second.max(1)),
             ));
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            current = Some((wanted.clone(), transport(&destination, &wanted.helo_name)));
+            current = Some((wanted.clone(), Primary::new(destination.clone(), &wanted.helo_name)));
         }
         let now = Instant::now();
         let (due, next_retry) = next_due(&ledger, &retries, &mut cursor, now);
@@ -121,14 +163,14 @@ pub async fn run(ledger: Arc<Mutex<Ledger>>, mut settings: watch::Receiver<HandB
             continue;
         };
         ticker.tick().await;
-        let Some((_, smtp)) = current.as_ref() else { continue };
+        let Some((_, primary)) = current.as_mut() else { continue };
         let message = {
             let ledger = ledger.lock();
             ledger.map_err(|_| ()).and_then(|l| l.message(&entry).map_err(|_| ()))
         };
         let answer = match message {
             Ok(bytes) => match record_attempt(&ledger, entry.seq).await {
-                Ok(()) => send(smtp, &entry, &bytes).await,
+                Ok(()) => primary.send(&entry, &bytes).await,
                 Err(error) => Answer::Unreachable(format!("cannot record the attempt: {error}")),
             },
             Err(()) => Answer::Refused("the held copy is missing from the spool".into()),

@@ -19,6 +19,8 @@ pub mod types {
     pub const CONFLICT: &str = "Conflict";
     /// The user is covered by the domain's Continuity Service.
     pub const COVERED: &str = "Covered";
+    /// The domain is being deleted (present only then): whether it waits for held mail.
+    pub const DEACTIVATING: &str = "Deactivating";
 }
 
 /// Condition reasons, CamelCase, a stable API.
@@ -92,6 +94,14 @@ pub mod reasons {
     pub const ARMED: &str = "Armed";
     /// Mail routes to the standby, which serves the covered users.
     pub const SERVING_FROM_STANDBY: &str = "ServingFromStandby";
+    /// Back on the primary, held mail is being handed back to it.
+    pub const HANDING_BACK: &str = "HandingBack";
+    /// Deletion waits for held mail to reach the primary.
+    pub const HAND_BACK_PENDING: &str = "HandBackPending";
+    /// Deletion goes ahead: no held mail waits.
+    pub const HANDED_BACK: &str = "HandedBack";
+    /// Deletion goes ahead although held mail waits (the force-delete annotation).
+    pub const DELETION_FORCED: &str = "DeletionForced";
     /// The covered users come from a directory that has not been read yet.
     pub const DIRECTORY_NOT_READ: &str = "DirectoryNotRead";
     /// The standby is provisioned but not ready (see `StandbyReady`).

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::memo::WriteMemo;
+use crate::api::ContinuityDomain;
 use crate::plan::{Desired, Removal};
 use crate::resources::{Child, Optional, content_hash, is_subset, spec_hash};
 use crate::telemetry::metrics::Write;
@@ -252,6 +253,31 @@ where
     ctx.writer.memo.record(target, content);
     ctx.metrics.api_write(&K::kind(&()), Write::Status);
     Ok(Outcome::Written)
+}
+
+/// The finalizer that keeps a ContinuityDomain while its standby holds mail for the primary:
+/// state outside Kubernetes, so the only one the operator sets.
+pub const HANDBACK_FINALIZER: &str = "continuity.mailops.io/handback";
+
+/// Adds (`keep`) or removes the hand-back finalizer, by server-side apply of the finalizer
+/// list the operator owns (a user's own finalizers are theirs and stay).
+pub async fn handback_finalizer(ctx: &Context, domain: &ContinuityDomain, keep: bool) -> Result<()> {
+    let name = domain.name_any();
+    let namespace = domain.namespace().ok_or(Error::MissingField {
+        kind: "ContinuityDomain",
+        field: "metadata.namespace",
+    })?;
+    let finalizers: Vec<&str> = if keep { vec![HANDBACK_FINALIZER] } else { Vec::new() };
+    let body = serde_json::json!({
+        "apiVersion": ContinuityDomain::api_version(&()),
+        "kind": ContinuityDomain::kind(&()),
+        "metadata": { "name": name, "finalizers": finalizers },
+    });
+    Api::<ContinuityDomain>::namespaced(ctx.writer.client.clone(), &namespace)
+        .patch(&name, &apply_params(), &Patch::Apply(&body))
+        .await?;
+    ctx.metrics.api_write("ContinuityDomain", Write::Apply);
+    Ok(())
 }
 
 /// Applies the transport map `map` (a ConfigMap outside any domain, so not compared with a

@@ -16,17 +16,21 @@ use tracing::{info, warn};
 
 use super::apply::{self, Applied, Outcome};
 use super::{CACHE_SYNC_RETRY, Context, events, fetch};
+use crate::api::domain::RouteTarget;
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::coverage;
 use crate::plan::{self, Course, Inputs};
 use crate::resources::names::ChildNames;
 use crate::routing::decision::{Decision, Flip};
-use crate::status::domain::{Acted, Refused, Report, Reported, Route, compute};
+use crate::status::domain::{Acted, Refused, Report, Reported, Route, compute, force_delete, message_counts};
 use crate::status::primary::whole_seconds;
 use crate::status::standby::Observed;
 use crate::validation::claims::{self, Claim, ClaimOutcome};
 use crate::validation::{self, Standing};
 use crate::{Error, Result};
+
+/// How often the hand-back agent is asked again while held mail waits.
+const HANDBACK_RECHECK: Duration = Duration::from_secs(10);
 
 /// Reconciles one ContinuityDomain.
 pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Result<Action> {
@@ -125,7 +129,26 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
                 warn!(domain = %format!("{namespace}/{}", key.1), child = %refusal.child, error = %refusal.error, "the API server refused a child");
             }
             let acting = *acting;
+            let previous = domain.status.as_ref();
+            let ask_agent = acting.standby.ready
+                && (acting.decision.target == RouteTarget::Standby
+                    || previous
+                        .and_then(|s| s.routing.as_ref())
+                        .is_some_and(|r| r.target == RouteTarget::Standby)
+                    || previous
+                        .and_then(|s| s.messages.as_ref())
+                        .is_some_and(|m| m.pending > 0)
+                    || domain.metadata.deletion_timestamp.is_some());
+            let handback = match ask_agent {
+                true => ctx
+                    .reader
+                    .handback_summary(&namespace, &names.standby_mail)
+                    .await
+                    .map(|summary| Box::new(message_counts(&summary))),
+                false => None,
+            };
             let acted = Acted {
+                handback,
                 route: (!applied.routing_refused).then_some(Route {
                     decision: acting.decision,
                     next_hop: acting.next_hop,
@@ -173,6 +196,18 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
             .await;
         }
     }
+    // Mail the standby holds for the primary is state outside Kubernetes: while any waits the
+    // domain keeps a finalizer, so deleting it waits for the hand-back (or the force-delete
+    // annotation); the status names how many in `Deactivating`.
+    let pending = status.messages.as_ref().map_or(0, |m| m.pending);
+    let deleting = domain.metadata.deletion_timestamp.is_some();
+    let keep = pending > 0 && !force_delete(&domain);
+    let has = domain.finalizers().iter().any(|f| f == apply::HANDBACK_FINALIZER);
+    // A finalizer cannot be added once deletion started; it can always be removed.
+    if keep != has && (has || !deleting) {
+        apply::handback_finalizer(&ctx, &domain, keep).await?;
+        info!(domain = %format!("{namespace}/{}", key.1), pending, keep, "hand-back finalizer updated");
+    }
     let mut outcomes = applied.outcomes;
     outcomes.push(written);
     if let Some(refusal) = applied.refused.into_iter().next() {
@@ -180,6 +215,12 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     }
     // A pending failback is decided again when its hold time is over, if that comes first.
     let recheck = report.route().and_then(|route| route.decision.recheck_in);
+    // Held mail on its way back is counted again soon.
+    let recheck = if pending > 0 || deleting {
+        Some(recheck.unwrap_or(HANDBACK_RECHECK).min(HANDBACK_RECHECK))
+    } else {
+        recheck
+    };
     let after = ctx.recheck_after(&outcomes).min(recheck.unwrap_or(Duration::MAX));
     Ok(Action::requeue(after.max(Duration::from_millis(100))))
 }

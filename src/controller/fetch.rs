@@ -1,15 +1,19 @@
 //! The controller's reads that do not come from a cache: objects outside what it watches
 //! (the transport map ConfigMap, read to compare before the first write), and the covered
 //! users' credentials (the Secrets holding emergency passwords, read through
-//! [`super::secrets`], and their hashes).
+//! [`super::secrets`], and their hashes), and the hand-back agent's summary (through the API
+//! server's service proxy, as `kubectl continuity` reaches it).
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client, ResourceExt};
 
 use super::Context;
+use tracing::debug;
+
 use crate::api::ContinuityDomain;
 use crate::coverage::Coverage;
 use crate::credentials::{self, Credentials, Mailbox};
+use crate::handback::tracking::{self, Summary};
 use crate::standby::Account;
 use crate::standby::passwords::{self, PasswordHasher};
 use crate::{Error, Result};
@@ -31,7 +35,29 @@ impl Reader {
             .await?;
         Ok(map.and_then(|map| map.data?.remove(key)))
     }
+
+    /// The `/summary` of the hand-back agent behind the mail Service `namespace/service`;
+    /// `None` when it cannot be reached or answers nonsense (the pod is starting, or gone).
+    pub async fn handback_summary(&self, namespace: &str, service: &str) -> Option<Summary> {
+        let path = format!(
+            "/api/v1/namespaces/{namespace}/services/{service}:{}/proxy/summary",
+            tracking::PORT_NAME
+        );
+        let request = http::Request::get(&path).body(Vec::new()).ok()?;
+        let answer = tokio::time::timeout(AGENT_TIMEOUT, self.client.request_text(request)).await;
+        match answer {
+            Ok(Ok(text)) => serde_json::from_str(&text).ok(),
+            Ok(Err(error)) => {
+                debug!(%namespace, %service, %error, "the hand-back agent did not answer");
+                None
+            }
+            Err(_) => None,
+        }
+    }
 }
+
+/// How long the agent may take to answer.
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The credentials of a domain that acts, covering `coverage`: its users' passwords read from
 /// their Secrets and hashed, off the async runtime's threads (a hash takes about a

@@ -36,6 +36,7 @@ use super::pod::{
     template, workload_selector,
 };
 use super::{child_labels, child_meta, next_hop, texts_hash};
+use crate::api::domain::VolumeOnDelete;
 use crate::handback::{settings, tracking};
 use crate::standby::{self, CONFIG_FILES, PASSWD_KEY, layout};
 use crate::validation::ValidatedDomain;
@@ -293,9 +294,13 @@ pub fn stateful_set(domain: &ValidatedDomain<'_>, existing: Option<DataVolume>) 
             // One Dovecot writes the store; a second replica would need a second volume.
             replicas: Some(1),
             service_name: Some(domain.names.standby_mail.clone()),
-            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_deleted: Some(format!("{:?}", archive.on_delete)),
-                when_scaled: Some("Retain".into()),
+            // Set only when asked: clusters before 1.23 do not know the field, and Retain is
+            // what they do anyway.
+            persistent_volume_claim_retention_policy: (archive.on_delete == VolumeOnDelete::Delete).then(|| {
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
+                }
             }),
             selector: workload_selector(domain, COMPONENT),
             template: template(

@@ -32,6 +32,10 @@ pub fn next_hop(domain: &ValidatedDomain<'_>, target: RouteTarget) -> String {
 /// `routing.transportMap: false`. A spec edit that is refused, or made while suspended,
 /// changes nothing here, as it changes nothing elsewhere.
 pub fn entry(domain: &ContinuityDomain) -> Option<(String, String)> {
+    // A domain being deleted leaves the map: the gateway delivers to the domain's MX again.
+    if domain.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
     let status = domain.status.as_ref()?;
     let mail_domain = status.claimed_domain.clone()?;
     let next_hop = status.routing.as_ref()?.next_hop.clone()?;

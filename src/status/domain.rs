@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::api::ContinuityDomain;
 use crate::api::conditions::{self, Desired, Status, reasons, types};
 use crate::api::domain::{
-    ContinuityDomainStatus, ContinuityEvents, DomainPhase, RouteTarget, RoutingStatus, UsersStatus,
+    ContinuityDomainStatus, ContinuityEvents, DomainPhase, MessageCounts, RouteTarget, RoutingStatus, UsersStatus,
 };
 use crate::health::tracker::Health;
 use crate::routing::decision::{Decision, Flip};
@@ -53,6 +53,67 @@ pub struct Acted {
     pub standby: Readiness,
     /// The first child this reconcile could not apply, if any.
     pub refused: Option<Refused>,
+    /// What the hand-back agent reported this time; `None` when it was not asked or not
+    /// reached (status keeps what it last showed).
+    pub handback: Option<Box<MessageCounts>>,
+}
+
+/// The annotation that lets a domain be deleted while mail still waits for its primary.
+pub const FORCE_DELETE_ANNOTATION: &str = "continuity.mailops.io/force-delete";
+
+/// Whether the domain's deletion is forced past the mail it still holds.
+pub fn force_delete(domain: &ContinuityDomain) -> bool {
+    domain
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FORCE_DELETE_ANNOTATION))
+        .is_some_and(|v| v == "true")
+}
+
+/// Status counts from the agent's summary.
+pub fn message_counts(summary: &crate::handback::tracking::Summary) -> MessageCounts {
+    let counts = &summary.counts;
+    MessageCounts {
+        held: counts.held,
+        delivered: counts.delivered,
+        pending: counts.pending,
+        failed: counts.failed,
+        oldest_pending_time: counts
+            .oldest_pending
+            .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t.as_second()).ok())
+            .map(Time),
+    }
+}
+
+/// The `Deactivating` condition of a domain being deleted.
+fn deactivating(domain: &ContinuityDomain, messages: Option<&MessageCounts>) -> Option<Desired> {
+    domain.metadata.deletion_timestamp.as_ref()?;
+    let pending = messages.map_or(0, |m| m.pending);
+    Some(if force_delete(domain) {
+        Desired::new(
+            types::DEACTIVATING,
+            Status::True,
+            reasons::DELETION_FORCED,
+            format!("{FORCE_DELETE_ANNOTATION} is set: the standby goes now, with {pending} messages not handed back"),
+        )
+    } else if pending > 0 {
+        Desired::new(
+            types::DEACTIVATING,
+            Status::True,
+            reasons::HAND_BACK_PENDING,
+            format!(
+                "deletion waits until {pending} held messages reach the primary; annotate {FORCE_DELETE_ANNOTATION}=true to delete now"
+            ),
+        )
+    } else {
+        Desired::new(
+            types::DEACTIVATING,
+            Status::True,
+            reasons::HANDED_BACK,
+            "no held mail waits for the primary; the standby goes",
+        )
+    })
 }
 
 /// A child that could not be applied, and why.
@@ -148,6 +209,9 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         }),
     };
 
+    let messages = acted
+        .and_then(|acted| acted.handback.as_deref().cloned())
+        .or_else(|| previous.messages.clone());
     let (phase, ready) = match &report.course {
         Reported::Idle(Idle::Suspended) => (
             DomainPhase::Suspended,
@@ -203,13 +267,16 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
                 Desired::new(types::READY, Status::False, reason, refused.message.clone()),
             )
         }
-        Reported::Acted(acted) => serving(acted),
+        Reported::Acted(acted) => serving(acted, messages.as_ref().map_or(0, |m| m.pending)),
     };
 
     let generation = domain.metadata.generation;
     let conditions = conditions::settle(
         &previous.conditions,
-        vec![ready, standby, primary, continuity, conflict],
+        [ready, standby, primary, continuity, conflict]
+            .into_iter()
+            .chain(deactivating(domain, messages.as_ref()))
+            .collect(),
         generation,
         now,
     );
@@ -262,17 +329,18 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         },
         continuity: continuity_events(previous.continuity.as_ref(), decision, now),
         users,
-        messages: previous.messages.clone(),
+        messages,
     }
 }
 
 /// Phase and `Ready` of a domain that acts: armed (or serving from the standby) once the
 /// standby is ready and the covered users are known.
-fn serving(acted: &Acted) -> (DomainPhase, Desired) {
+fn serving(acted: &Acted, pending: u64) -> (DomainPhase, Desired) {
     let covered = acted.covered.unwrap_or(0);
     let decision = acted.route.as_ref().map(|route| &route.decision);
     let to_standby = decision.is_some_and(|d| d.target == RouteTarget::Standby);
-    let failing_back = decision.is_some_and(|d| d.flip == Some(Flip::ToPrimary));
+    // Back on the primary, held mail is still on its way there.
+    let failing_back = !to_standby && (decision.is_some_and(|d| d.flip == Some(Flip::ToPrimary)) || pending > 0);
     let phase = if to_standby {
         DomainPhase::Active
     } else if failing_back {
@@ -317,6 +385,14 @@ fn serving(acted: &Acted) -> (DomainPhase, Desired) {
             ready(
                 reasons::SERVING_FROM_STANDBY,
                 format!("mail goes to the standby, which serves {covered} covered users"),
+            ),
+        )
+    } else if failing_back && pending > 0 {
+        (
+            phase,
+            ready(
+                reasons::HANDING_BACK,
+                format!("mail goes to the primary; {pending} held messages are being handed back to it"),
             ),
         )
     } else {
@@ -423,6 +499,7 @@ mod tests {
                 password_problems: vec![],
                 standby,
                 refused: None,
+                handback: None,
             }),
         }
     }
@@ -604,6 +681,102 @@ mod tests {
             "failback completes once routing is back, the standby ready again"
         );
         assert_eq!(condition(&settled, types::READY), ("True", reasons::ARMED));
+    }
+
+    fn with_handback(mut report: Report, pending: u64) -> Report {
+        if let Reported::Acted(acted) = &mut report.course {
+            acted.handback = Some(Box::new(MessageCounts {
+                held: 5,
+                delivered: 5 - pending,
+                pending,
+                ..MessageCounts::default()
+            }));
+        }
+        report
+    }
+
+    #[test]
+    fn failback_lasts_until_held_mail_reached_the_primary_and_deletion_waits_for_it() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let refused = Outcome::Failed(ProbeFailureClass::Refused);
+        domain.status = Some(compute(
+            &domain,
+            &probed(&domain, health(refused, 3, 0, 100), 100),
+            &at(100),
+            HEARTBEAT,
+        ));
+        let active = compute(
+            &domain,
+            &with_handback(probed(&domain, health(refused, 4, 0, 101), 101), 5),
+            &at(101),
+            HEARTBEAT,
+        );
+        assert_eq!(active.phase, Some(DomainPhase::Active));
+        assert_eq!(active.messages.as_ref().map(|m| m.pending), Some(5));
+        domain.status = Some(active);
+        let back = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 3, 200), 200),
+            &at(200),
+            HEARTBEAT,
+        );
+        domain.status = Some(back);
+        let handing = compute(
+            &domain,
+            &with_handback(probed(&domain, health(Outcome::Ok, 0, 4, 203), 203), 2),
+            &at(203),
+            HEARTBEAT,
+        );
+        assert_eq!(
+            handing.phase,
+            Some(DomainPhase::FailingBack),
+            "2 messages still on their way"
+        );
+        assert_eq!(condition(&handing, types::READY), ("True", reasons::HANDING_BACK));
+        assert!(
+            find(&handing.conditions, types::DEACTIVATING).is_none(),
+            "only while deleting"
+        );
+
+        domain.status = Some(handing);
+        domain.metadata.deletion_timestamp = Some(at(204));
+        let deleting = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 5, 204), 204),
+            &at(204),
+            HEARTBEAT,
+        );
+        assert_eq!(
+            condition(&deleting, types::DEACTIVATING),
+            ("True", reasons::HAND_BACK_PENDING)
+        );
+        assert!(
+            find(&deleting.conditions, types::DEACTIVATING)
+                .unwrap()
+                .message
+                .contains("2 held messages")
+        );
+        domain.metadata.annotations = Some([(FORCE_DELETE_ANNOTATION.to_owned(), "true".to_owned())].into());
+        let forced = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 5, 205), 205),
+            &at(205),
+            HEARTBEAT,
+        );
+        assert_eq!(
+            condition(&forced, types::DEACTIVATING),
+            ("True", reasons::DELETION_FORCED)
+        );
+
+        domain.metadata.deletion_timestamp = None;
+        let done = compute(
+            &domain,
+            &with_handback(probed(&domain, health(Outcome::Ok, 0, 6, 206), 206), 0),
+            &at(206),
+            HEARTBEAT,
+        );
+        assert_eq!(done.phase, Some(DomainPhase::Armed));
+        assert_eq!(condition(&done, types::READY), ("True", reasons::ARMED));
     }
 
     #[test]

@@ -47,6 +47,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [continuity.mailops.io]
   resources: [continuitydomains/status, continuityusers/status]
   verbs: [patch]
+# The hand-back finalizer (only while the standby holds mail for the primary).
+- apiGroups: [continuity.mailops.io]
+  resources: [continuitydomains]
+  verbs: [patch]
+# The hand-back agents' tracking endpoint, through the API server's service proxy.
+- apiGroups: [""]
+  resources: [services/proxy]
+  verbs: [get]
 # Setting blockOwnerDeletion on children needs update on the owner's finalizers where the
 # OwnerReferencesPermissionEnforcement admission plugin is on.
 - apiGroups: [continuity.mailops.io]

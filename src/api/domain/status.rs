@@ -142,12 +142,20 @@ pub struct ContinuityEvents {
     pub activations: u32,
 }
 
-/// Mail held and handed back.
+/// Mail held by the standby for the primary, as its hand-back agent last reported (one per
+/// message and recipient).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageCounts {
-    /// Messages received by the standby that still await replay to the primary.
+    /// Every message the standby accepted for a covered user and held for the primary.
     pub held: u64,
-    /// Messages replayed to the primary.
-    pub replayed: u64,
+    /// Accepted by the primary.
+    pub delivered: u64,
+    /// Still waiting for the primary.
+    pub pending: u64,
+    /// Refused by the primary for good (`kubectl continuity messages --state Failed`).
+    pub failed: u64,
+    /// When the oldest pending message was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_pending_time: Option<Time>,
 }

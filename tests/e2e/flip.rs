@@ -4,12 +4,14 @@
 //! the cluster DNS). Mail sent to the gateways lands in the primary; the primary stops, the
 //! route flips, and the next messages land in the standby's Dovecot, read over IMAP with the
 //! emergency password; an uncovered address is deferred with a 4xx; the primary comes back and
-//! the route returns to it.
+//! the route returns to it, and the mail the standby held is handed back to it, once each.
+//! While the primary serves, the map-following gateway also sends journal copies (its
+//! `recipient_bcc_maps` from the same ConfigMap) that fill the standby's archive.
 
 use std::time::{Duration, Instant};
 
 use continuity_operator::api::ContinuityDomain;
-use continuity_operator::api::domain::RouteTarget;
+use continuity_operator::api::domain::{DomainPhase, RouteTarget};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -17,7 +19,7 @@ use kube::{Api, Client};
 
 use crate::common::{apply_yaml, client, namespace, unique, wait_for};
 use crate::mail::{imap_has, rcpt_code, send, service};
-use crate::world::{delivery, domain_yaml, logs, mailbox_yaml, postfix_yaml};
+use crate::world::{delivery, domain_yaml, logs, mailbox_yaml, postfix_yaml, sent_count};
 
 const OPERATOR_NAMESPACE: &str = "continuity-system";
 const PASSWORD: &str = "alice-flip-password";
@@ -44,10 +46,13 @@ fn gateway_yaml(name: &str, mail: &str, relay: Option<&str>) -> String {
         }
         None => {
             settings.push("transport_maps = hash:/etc/postfix/transport".to_owned());
-            let setup = "cp /etc/continuity-transport/transport /etc/postfix/transport; postmap /etc/postfix/transport; \
-                (while sleep 1; do cmp -s /etc/continuity-transport/transport /etc/postfix/transport || \
-                { cp /etc/continuity-transport/transport /etc/postfix/transport; postmap /etc/postfix/transport; }; done) &"
-                .to_owned();
+            settings.push("recipient_bcc_maps = hash:/etc/postfix/recipient_bcc".to_owned());
+            // Both tables, as the README tells a provider: copied and compiled on every change.
+            let setup =
+                "sync() { for t in transport recipient_bcc; do cmp -s /etc/continuity-transport/$t /etc/postfix/$t || \
+                { cp /etc/continuity-transport/$t /etc/postfix/$t; postmap /etc/postfix/$t; }; done; }; sync; \
+                (while sleep 1; do sync; done) &"
+                    .to_owned();
             (
                 setup,
                 (
@@ -139,6 +144,32 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
         .await;
     }
 
+    // The archive: while the primary serves, a journal copy of alice's mail reaches the standby
+    // (sent again until one does: the gateway learns of alice when the kubelet updates its
+    // copy of the ConfigMap).
+    let imap = service(&client, &namespace, "flip-standby-mail", 143).await;
+    let mut attempt = 0;
+    let journaled = wait_for(
+        "a journal copy in the standby's archive",
+        Duration::from_secs(180),
+        || {
+            attempt += 1;
+            let id = format!("journal-{attempt}-{namespace}@e2e.test");
+            let (alice, gateway) = (&alice, gateways[0]);
+            async move {
+                send(gateway, "sender@e2e.test", alice, &id).await.ok()?;
+                for _ in 0..20 {
+                    if imap_has(imap, alice, PASSWORD, &id).await.unwrap_or(false) {
+                        return Some(id);
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None
+            }
+        },
+    )
+    .await;
+
     // The primary dies; messages sent at once land in the standby once the route flipped.
     // (Sent once its pod is gone: a terminating primary still accepts mail, and keeps it.)
     scale_primary(&client, &namespace, 0).await;
@@ -164,7 +195,6 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
         "figure: the route flipped {:.1}s after the primary was stopped",
         died.elapsed().as_secs_f64()
     );
-    let imap = service(&client, &namespace, "flip-standby-mail", 143).await;
     for id in &during {
         wait_for(
             &format!("{id} in the standby's mailbox"),
@@ -213,6 +243,45 @@ async fn mail_follows_the_flip_to_the_standby_and_back() {
         },
     )
     .await;
+
+    // What the standby held reaches the primary, once each; the journal copy never comes
+    // back (the primary has it once, from the gateway); status counts it.
+    for id in &during {
+        wait_for(
+            &format!("{id} handed back to the primary"),
+            Duration::from_secs(180),
+            || async { delivered_at_primary(&client, &namespace, id).await.then_some(()) },
+        )
+        .await;
+    }
+    let settled = wait_for("the hand-back counted in status", Duration::from_secs(120), || async {
+        let status = domains.get("flip").await.ok()?.status?;
+        let messages = status.messages.clone()?;
+        (messages.pending == 0 && messages.delivered >= 2 && status.phase == Some(DomainPhase::Armed))
+            .then_some(messages)
+    })
+    .await;
+    let log = logs(&client, &namespace, "app=primary", None).await;
+    for id in during.iter().chain([&journaled]) {
+        assert_eq!(
+            sent_count(&log, &format!("message-id=<{id}>")),
+            1,
+            "{id} at the primary:\n{log}"
+        );
+    }
+    let path =
+        format!("/api/v1/namespaces/{namespace}/services/flip-standby-mail:agent/proxy/messages?state=Delivered");
+    let tracked = client
+        .request_text(http::Request::get(&path).body(Vec::new()).expect("request"))
+        .await
+        .expect("the agent's tracking through the service proxy");
+    for id in &during {
+        assert!(
+            tracked.contains(&format!("<{id}>")),
+            "{id} tracked as delivered: {tracked}"
+        );
+    }
+    println!("figure: hand-back after the failback: {settled:?}");
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     for gateway in [&by_map, &by_dns] {

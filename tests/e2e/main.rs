@@ -8,6 +8,7 @@
 #[path = "../integration/common.rs"]
 mod common;
 
+mod deactivate;
 mod flip;
 mod mail;
 mod operator;

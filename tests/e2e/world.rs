@@ -140,6 +140,19 @@ pub async fn logs(client: &Client, namespace: &str, selector: &str, container: O
     text
 }
 
+/// How many times Postfix's `log` shows a message holding `marker` delivered (`status=sent`).
+pub fn sent_count(log: &str, marker: &str) -> usize {
+    let queue_ids: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(marker))
+        .filter_map(|line| line.split(": ").nth(1))
+        .collect();
+    log.lines()
+        .filter(|line| line.contains("status=sent"))
+        .filter(|line| queue_ids.iter().any(|id| line.contains(&format!("{id}: to="))))
+        .count()
+}
+
 /// How Postfix's `log` says the messages whose lines hold `marker` (`message-id=<…>`,
 /// `from=<…>`) went: `Some("sent")` once one was delivered, else `Some("deferred")` once one
 /// was deferred, else `None`.

@@ -418,6 +418,21 @@ impl Ledger {
     }
 }
 
+/// Runs `write` on the shared ledger off the async runtime's threads (its fsyncs block).
+pub async fn blocking<T, F>(ledger: &std::sync::Arc<std::sync::Mutex<Ledger>>, write: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Ledger) -> io::Result<T> + Send + 'static,
+{
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || match ledger.lock() {
+        Ok(mut ledger) => write(&mut ledger),
+        Err(_) => Err(io::Error::other("the ledger's lock is poisoned")),
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::addresses;
-use super::ledger::Ledger;
+use super::ledger::{self, Ledger};
 
 /// Larger messages are refused (Postfix's own default limit is 10 MB).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -153,24 +153,21 @@ async fn hold(ledger: &Arc<Mutex<Ledger>>, message: &[u8], sender: &str, recipie
     let Some(user) = addresses::from_handback(recipient).map(str::to_owned) else {
         return format!("550 5.1.1 <{recipient}> is not a hand-back address");
     };
-    let (ledger, message, from) = (ledger.clone(), message.to_vec(), sender.to_owned());
-    let target = user.clone();
-    let held = tokio::task::spawn_blocking(move || match ledger.lock() {
-        Ok(mut ledger) => ledger.hold(&message, &from, &target, Timestamp::now()),
-        Err(_) => Err(std::io::Error::other("the ledger's lock is poisoned")),
+    let (message, from, target) = (message.to_vec(), sender.to_owned(), user.clone());
+    let held = ledger::blocking(ledger, move |ledger| {
+        ledger.hold(&message, &from, &target, Timestamp::now())
     })
     .await;
     match held {
-        Ok(Ok((seq, true))) => {
+        Ok((seq, true)) => {
             info!(seq, recipient = %user, "held for the primary");
             format!("250 2.0.0 <{user}> held for the primary as #{seq}")
         }
-        Ok(Ok((seq, false))) => format!("250 2.0.0 <{user}> already held as #{seq}"),
-        Ok(Err(error)) => {
+        Ok((seq, false)) => format!("250 2.0.0 <{user}> already held as #{seq}"),
+        Err(error) => {
             warn!(%error, "cannot write the ledger; Postfix will retry");
             "451 4.3.0 cannot write the hand-back ledger".to_owned()
         }
-        Err(_) => "451 4.3.0 the hand-back ledger is unavailable".to_owned(),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
-use super::ledger::{Entry, Ledger, State};
+use super::ledger::{self, Entry, Ledger, State};
 use super::settings::{Destination, HandBackSettings};
 
 /// Longest wait, as a multiple of the first.
@@ -247,23 +247,14 @@ fn next_due(
 }
 
 async fn record_attempt(ledger: &Arc<Mutex<Ledger>>, seq: u64) -> std::io::Result<()> {
-    let ledger = ledger.clone();
-    tokio::task::spawn_blocking(move || match ledger.lock() {
-        Ok(mut ledger) => ledger.attempt(seq, Timestamp::now()),
-        Err(_) => Err(std::io::Error::other("the ledger's lock is poisoned")),
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    ledger::blocking(ledger, move |ledger| ledger.attempt(seq, Timestamp::now())).await
 }
 
 async fn settle(ledger: &Arc<Mutex<Ledger>>, seq: u64, state: State, reply: String) -> std::io::Result<()> {
-    let ledger = ledger.clone();
-    tokio::task::spawn_blocking(move || match ledger.lock() {
-        Ok(mut ledger) => ledger.settle(seq, state, &reply, Timestamp::now()),
-        Err(_) => Err(std::io::Error::other("the ledger's lock is poisoned")),
+    ledger::blocking(ledger, move |ledger| {
+        ledger.settle(seq, state, &reply, Timestamp::now())
     })
     .await
-    .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]

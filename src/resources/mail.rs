@@ -153,6 +153,15 @@ fn postfix_container(domain: &ValidatedDomain<'_>) -> Container {
     }
 }
 
+/// The unprivileged mail user, with nothing else: Dovecot's and the agent's containers.
+fn mail_user_security() -> SecurityContext {
+    SecurityContext {
+        run_as_user: Some(layout::MAIL_UID),
+        run_as_group: Some(layout::MAIL_UID),
+        ..restricted_security()
+    }
+}
+
 fn dovecot_container(domain: &ValidatedDomain<'_>) -> Container {
     let mail = &domain.spec.standby.mail;
     Container {
@@ -163,11 +172,7 @@ fn dovecot_container(domain: &ValidatedDomain<'_>) -> Container {
         readiness_probe: Some(tcp_probe("imap", 10, 3)),
         liveness_probe: Some(tcp_probe("imap", 20, 6)),
         resources: mail.resources.clone(),
-        security_context: Some(SecurityContext {
-            run_as_user: Some(layout::MAIL_UID),
-            run_as_group: Some(layout::MAIL_UID),
-            ..restricted_security()
-        }),
+        security_context: Some(mail_user_security()),
         volume_mounts: Some(vec![
             mount(DATA_VOLUME, layout::DATA, false),
             mount("config", layout::CONFIG, true),
@@ -210,11 +215,7 @@ fn agent_container(domain: &ValidatedDomain<'_>) -> Container {
             limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("256Mi".into()))])),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(SecurityContext {
-            run_as_user: Some(layout::MAIL_UID),
-            run_as_group: Some(layout::MAIL_UID),
-            ..restricted_security()
-        }),
+        security_context: Some(mail_user_security()),
         volume_mounts: Some(vec![
             mount(DATA_VOLUME, layout::DATA, false),
             mount("config", layout::CONFIG, true),

@@ -181,20 +181,7 @@ impl MailStack {
 
     pub async fn start_dovecot(&mut self) {
         let script = self.path("config/run/dovecot.sh");
-        let child = self.spawn(
-            "dovecot",
-            Command::new("setpriv").args([
-                &format!("--reuid={}", layout::MAIL_USER),
-                &format!("--regid={}", layout::MAIL_USER),
-                // fsGroup: the mail group again, as a supplementary group.
-                &format!("--groups={}", layout::MAIL_USER),
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                "--no-new-privs",
-                "sh",
-                &script,
-            ]),
-        );
+        let child = self.spawn("dovecot", as_mail_user("sh").arg(&script));
         self.dovecot = Some(child);
         wait_listening(self.imap, || self.log("dovecot")).await;
     }
@@ -205,14 +192,7 @@ impl MailStack {
         let log_before = self.log("agent").len();
         let child = self.spawn(
             "agent",
-            Command::new("setpriv").args([
-                &format!("--reuid={}", layout::MAIL_USER),
-                &format!("--regid={}", layout::MAIL_USER),
-                &format!("--groups={}", layout::MAIL_USER),
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                "--no-new-privs",
-                env!("CARGO_BIN_EXE_continuity-agent"),
+            as_mail_user(env!("CARGO_BIN_EXE_continuity-agent")).args([
                 &format!("--data-dir={}/handback", self.path("data")),
                 &format!("--settings={}/{}", self.path("config"), settings::PATH),
                 &format!("--lmtp-addr={}:{}", self.address, layout::AGENT_LMTP_PORT),
@@ -299,6 +279,22 @@ impl Drop for MailStack {
         self.stop_dovecot();
         terminate(self.agent.take());
     }
+}
+
+/// `program` run as the mail user with no capabilities, as Dovecot's and the agent's
+/// containers run; fsGroup gives the mail group again, as a supplementary group.
+fn as_mail_user(program: &str) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args([
+        &format!("--reuid={}", layout::MAIL_USER),
+        &format!("--regid={}", layout::MAIL_USER),
+        &format!("--groups={}", layout::MAIL_USER),
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        program,
+    ]);
+    command
 }
 
 fn terminate(child: Option<Child>) {

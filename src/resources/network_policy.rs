@@ -78,51 +78,39 @@ pub fn mail_policy(domain: &ValidatedDomain<'_>) -> NetworkPolicy {
         pod_selector: (!gateway.pod_labels.is_empty()).then(|| selector(&gateway.pod_labels)),
         ..NetworkPolicyPeer::default()
     });
-    let gateway_peers: Vec<NetworkPolicyPeer> = in_cluster
-        .into_iter()
-        .chain(gateway.cidrs.iter().map(|cidr| NetworkPolicyPeer {
-            ip_block: Some(IPBlock {
-                cidr: cidr.clone(),
-                ..IPBlock::default()
-            }),
-            ..NetworkPolicyPeer::default()
-        }))
-        .collect();
+    let gateway_peers: Vec<NetworkPolicyPeer> = in_cluster.into_iter().chain(ip_blocks(&gateway.cidrs)).collect();
     let webmail_pods = NetworkPolicyPeer {
         pod_selector: Some(selector(&selector_labels(domain, webmail::COMPONENT))),
         ..NetworkPolicyPeer::default()
     };
-    policy(
-        domain,
-        &domain.names.standby_mail,
-        mail::COMPONENT,
-        vec![
-            NetworkPolicyIngressRule {
-                from: Some(gateway_peers),
-                ports: ports(&[layout::SMTP_PORT]),
-            },
-            NetworkPolicyIngressRule {
-                from: Some(vec![webmail_pods]),
-                ports: ports(&[layout::IMAP_PORT, layout::SUBMISSION_PORT]),
-            },
-            NetworkPolicyIngressRule {
-                from: Some(
-                    gateway
-                        .api_server_cidrs
-                        .iter()
-                        .map(|cidr| NetworkPolicyPeer {
-                            ip_block: Some(IPBlock {
-                                cidr: cidr.clone(),
-                                ..IPBlock::default()
-                            }),
-                            ..NetworkPolicyPeer::default()
-                        })
-                        .collect(),
-                ),
-                ports: ports(&[crate::handback::tracking::PORT]),
-            },
-        ],
-    )
+    let mut rules = vec![
+        NetworkPolicyIngressRule {
+            from: Some(gateway_peers),
+            ports: ports(&[layout::SMTP_PORT]),
+        },
+        NetworkPolicyIngressRule {
+            from: Some(vec![webmail_pods]),
+            ports: ports(&[layout::IMAP_PORT, layout::SUBMISSION_PORT]),
+        },
+    ];
+    // No rule at all without addresses: a rule with an empty `from` admits everyone.
+    if !gateway.api_server_cidrs.is_empty() {
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(ip_blocks(&gateway.api_server_cidrs).collect()),
+            ports: ports(&[crate::handback::tracking::PORT]),
+        });
+    }
+    policy(domain, &domain.names.standby_mail, mail::COMPONENT, rules)
+}
+
+fn ip_blocks(cidrs: &[String]) -> impl Iterator<Item = NetworkPolicyPeer> + '_ {
+    cidrs.iter().map(|cidr| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.clone(),
+            ..IPBlock::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    })
 }
 
 /// The webmail pods' policy: HTTP from anywhere (the ingress controller), nothing else.
@@ -175,11 +163,10 @@ mod tests {
         );
         assert_eq!(smtp_from[1].ip_block.as_ref().unwrap().cidr, "192.0.2.0/24");
         assert_eq!(port(&rules[1]), ["Int(1143)", "Int(5870)"]);
-        assert_eq!(port(&rules[2]), ["Int(8025)"]);
         assert_eq!(
-            rules[2].from.as_deref(),
-            Some(&[][..]),
-            "no API server address given: nobody"
+            rules.len(),
+            2,
+            "no API server address given: no rule (an empty `from` admits all)"
         );
         let webmail_from = rules[1].from.clone().unwrap();
         assert_eq!(webmail_from.len(), 1);
@@ -188,6 +175,22 @@ mod tests {
             webmail_from[0].pod_selector.clone().unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
             "webmail"
         );
+    }
+
+    #[test]
+    fn the_agents_tracking_port_admits_the_api_server_only() {
+        let mut env = environment();
+        env.gateway.api_server_cidrs = vec!["10.0.0.1/32".into()];
+        let domain = ValidatedDomain {
+            env: &env,
+            ..validated("domain-minimal.yaml")
+        };
+        let rules = mail_policy(&domain).spec.unwrap().ingress.unwrap();
+        let tracking = &rules[2];
+        assert_eq!(tracking.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(8025)));
+        let from = tracking.from.as_ref().unwrap();
+        assert_eq!(from.len(), 1);
+        assert_eq!(from[0].ip_block.as_ref().unwrap().cidr, "10.0.0.1/32");
     }
 
     #[test]

@@ -62,12 +62,23 @@ async fn open(server: SocketAddr) -> Result<Session, String> {
 /// Sends a message with `message_id` from `sender` to `recipient` through `server`; Ok once it
 /// answered 250 to the data.
 pub async fn send(server: SocketAddr, sender: &str, recipient: &str, message_id: &str) -> Result<(), String> {
+    send_message(server, sender, recipient, message_id, "Sent by the end-to-end suite.").await
+}
+
+/// As `send`, with `body` (lines of text, none starting with a dot) for the message's body.
+pub async fn send_message(
+    server: SocketAddr,
+    sender: &str,
+    recipient: &str,
+    message_id: &str,
+    body: &str,
+) -> Result<(), String> {
     let mut session = open(server).await?;
     expect(&mut session, &format!("MAIL FROM:<{sender}>"), 250).await?;
     expect(&mut session, &format!("RCPT TO:<{recipient}>"), 250).await?;
     expect(&mut session, "DATA", 354).await?;
     let message = format!(
-        "From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: continuity e2e\r\nMessage-ID: <{message_id}>\r\n\r\nSent by the end-to-end suite.\r\n."
+        "From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: continuity e2e\r\nMessage-ID: <{message_id}>\r\n\r\n{body}\r\n."
     );
     expect(&mut session, &message, 250).await?;
     let _ = command(&mut session, "QUIT").await;
@@ -103,24 +114,41 @@ async fn imap(session: &mut Session, tag: &str, line: &str) -> Result<String, St
     }
 }
 
-/// Whether `user`'s INBOX at the IMAP `server` holds a message with `message_id`, logging in
-/// with `password`.
-pub async fn imap_has(server: SocketAddr, user: &str, password: &str, message_id: &str) -> Result<bool, String> {
+/// Logs in to the IMAP `server` as `user` with `password` and runs `commands` in order;
+/// returns what each answered, up to its tagged OK, or the first failure.
+pub async fn imap_session(
+    server: SocketAddr,
+    user: &str,
+    password: &str,
+    commands: &[&str],
+) -> Result<Vec<String>, String> {
     let mut session = BufReader::new(TcpStream::connect(server).await.map_err(|e| e.to_string())?);
     let mut greeting = String::new();
     session.read_line(&mut greeting).await.map_err(|e| e.to_string())?;
-    imap(&mut session, "a1", &format!("LOGIN \"{user}\" \"{password}\"")).await?;
-    imap(&mut session, "a2", "SELECT INBOX").await?;
-    let found = imap(
-        &mut session,
-        "a3",
-        &format!("SEARCH HEADER Message-ID \"{message_id}\""),
-    )
-    .await?;
-    let _ = imap(&mut session, "a4", "LOGOUT").await;
-    Ok(found
+    imap(&mut session, "a0", &format!("LOGIN \"{user}\" \"{password}\"")).await?;
+    let mut answers = Vec::new();
+    for (n, command) in commands.iter().enumerate() {
+        answers.push(imap(&mut session, &format!("a{}", n + 1), command).await?);
+    }
+    let _ = imap(&mut session, "z", "LOGOUT").await;
+    Ok(answers)
+}
+
+/// The message numbers an IMAP `SEARCH` answered.
+pub fn search_hits(answer: &str) -> Vec<u32> {
+    answer
         .lines()
-        .any(|line| line.starts_with("* SEARCH") && line.split_whitespace().count() > 2))
+        .filter_map(|line| line.strip_prefix("* SEARCH"))
+        .flat_map(|hits| hits.split_whitespace().filter_map(|n| n.parse().ok()))
+        .collect()
+}
+
+/// Whether `user`'s INBOX at the IMAP `server` holds a message with `message_id`, logging in
+/// with `password`.
+pub async fn imap_has(server: SocketAddr, user: &str, password: &str, message_id: &str) -> Result<bool, String> {
+    let search = format!("SEARCH HEADER Message-ID \"{message_id}\"");
+    let answers = imap_session(server, user, password, &["SELECT INBOX", &search]).await?;
+    Ok(answers.last().is_some_and(|found| !search_hits(found).is_empty()))
 }
 
 /// The cluster address of Service `name`, at `port`.

@@ -10,7 +10,9 @@ mod common;
 
 mod deactivate;
 mod flip;
+mod handback;
 mod mail;
+mod node;
 mod operator;
 mod queue;
 mod standby;

@@ -2,7 +2,6 @@
 //! standby's Postfix waits in its queue on the volume; the pod is deleted, the StatefulSet
 //! brings it back on the same claim, and the message is delivered and read over IMAP.
 
-use std::process::Command;
 use std::time::Duration;
 
 use continuity_operator::api::ContinuityDomain;
@@ -10,25 +9,13 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::DeleteParams;
 use kube::{Api, Client};
 
-use crate::common::{apply_yaml, client, kubeconfig, namespace, reach, wait_for};
+use crate::common::{apply_yaml, client, namespace, reach, wait_for};
 use crate::mail::{imap_has, send, service};
+use crate::node::exec;
 use crate::world::{delivery, domain_yaml, logs};
 
 const PASSWORD: &str = "alice-queue-password";
 const POD: &str = "queued-standby-mail-0";
-
-/// Runs `kubectl exec` in the mail pod's `container`; kube-rs here has no exec (no websocket
-/// feature), kubectl does.
-fn exec(namespace: &str, container: &str, command: &[&str]) -> String {
-    let output = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig())
-        .args(["-n", namespace, "exec", POD, "-c", container, "--"])
-        .args(command)
-        .output()
-        .expect("running kubectl");
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
 
 /// What the mail pod's Postfix logged of `message_id`: deferred, sent, or nothing yet.
 async fn postfix_saw(client: &Client, namespace: &str, message_id: &str) -> Option<&'static str> {
@@ -74,6 +61,7 @@ async fn a_queued_message_survives_the_mail_pod_and_is_delivered() {
                 let id = format!("queued-{attempt}-{namespace}@e2e.test");
                 exec(
                     namespace,
+                    POD,
                     "dovecot",
                     &["doveadm", "-c", "/etc/continuity/dovecot/dovecot.conf", "stop"],
                 );

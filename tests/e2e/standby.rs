@@ -18,7 +18,7 @@ async fn a_domain_with_two_users_comes_up_armed_on_real_pods() {
     let client = client().await;
     let namespace = namespace(&client, "e2e-armed").await;
     let mail = "armed.example.test";
-    apply_yaml(&client, &namespace, &mailbox_yaml("primary", mail)).await;
+    apply_yaml(&client, &namespace, &mailbox_yaml("primary", mail, None)).await;
     let spec = format!(
         "  primary:\n    host: primary.{namespace}.svc.cluster.local\n    port: 25\n  healthCheck:\n    periodSeconds: 5\n"
     );

@@ -21,7 +21,7 @@ async fn a_user_reads_and_replies_in_the_webmail_through_the_relay() {
     let mail = format!("{namespace}.example.test");
     let alice = format!("alice@{mail}");
     // The relay the standby sends through: it takes e2e.test's mail.
-    apply_yaml(&client, &namespace, &mailbox_yaml("relay", "e2e.test")).await;
+    apply_yaml(&client, &namespace, &mailbox_yaml("relay", "e2e.test", None)).await;
     let spec = format!(
         "  primary:\n    host: mx.{mail}\n  standby:\n    mail:\n      relayHost: \"[relay.{namespace}.svc.cluster.local]:25\"\n"
     );

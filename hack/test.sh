@@ -17,8 +17,11 @@ step "Debian packages"
 # Postfix plays the customers' primaries and the provider's gateway in the tests; it must not
 # configure (or start) a system mail service of its own. Postfix and Dovecot also run the
 # standby's rendered configuration, Dovecot as the mail user its image has (vmail).
+# OpenLDAP's slapd plays the customers' directories; the tests start their own servers, so the
+# package must not configure (or start) a system one.
 echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
-ensure_packages curl openssl python3-venv postfix swaks dovecot-imapd dovecot-lmtpd
+echo "slapd slapd/no_configuration boolean true" | as_root debconf-set-selections
+ensure_packages curl openssl python3-venv postfix swaks dovecot-imapd dovecot-lmtpd slapd ldap-utils
 getent passwd vmail >/dev/null ||
   as_root useradd --system --user-group --no-create-home --shell /usr/sbin/nologin vmail
 

@@ -145,8 +145,13 @@ pub struct Coverage<'a> {
     pub through: HashMap<String, &'a ContinuityUser>,
 }
 
-/// Judges the coverage of `domain`, acting, whose ContinuityUsers are `users`.
-pub fn resolve<'a>(domain: &ContinuityDomain, users: &[&'a ContinuityUser]) -> Coverage<'a> {
+/// Judges the coverage of `domain`, acting, whose ContinuityUsers are `users` and whose LDAP
+/// directory (if it has one) last listed `ldap_listing`.
+pub fn resolve<'a>(
+    domain: &ContinuityDomain,
+    users: &[&'a ContinuityUser],
+    ldap_listing: Option<&BTreeSet<String>>,
+) -> Coverage<'a> {
     match domain.spec.users.scope {
         UserScope::SelectedUsers => {
             let through: HashMap<String, &ContinuityUser> = judge_selected(domain, true, users)
@@ -160,20 +165,25 @@ pub fn resolve<'a>(domain: &ContinuityDomain, users: &[&'a ContinuityUser]) -> C
             }
         }
         UserScope::AllUsers => Coverage {
-            addresses: directory_listing(domain),
+            addresses: directory_listing(domain, ldap_listing),
             through: HashMap::new(),
         },
     }
 }
 
-/// The addresses an `AllUsers` domain's directory lists, minus `exclude`.
-fn directory_listing(domain: &ContinuityDomain) -> Option<BTreeSet<String>> {
-    let listed = domain.spec.users.directory.as_ref()?.static_list.as_ref()?;
+/// The addresses an `AllUsers` domain's directory lists (its static list, or what its LDAP
+/// directory last listed), minus `exclude`.
+fn directory_listing(domain: &ContinuityDomain, ldap_listing: Option<&BTreeSet<String>>) -> Option<BTreeSet<String>> {
+    let directory = domain.spec.users.directory.as_ref()?;
+    let listed: Vec<&String> = match (&directory.static_list, &directory.ldap) {
+        (Some(list), _) => list.addresses.iter().collect(),
+        (None, Some(_)) => ldap_listing?.iter().collect(),
+        (None, None) => return None,
+    };
     let excluded: BTreeSet<String> = domain.spec.users.exclude.iter().map(|a| normalize(a)).collect();
     Some(
         listed
-            .addresses
-            .iter()
+            .into_iter()
             .map(|a| normalize(a))
             .filter(|a| !excluded.contains(a) && in_domain(a, &domain.spec.domain))
             .collect(),
@@ -224,7 +234,7 @@ mod tests {
                 ("eve".into(), reasons::ADDRESS_NOT_IN_DOMAIN),
             ]
         );
-        let coverage = resolve(&domain, &users);
+        let coverage = resolve(&domain, &users, None);
         assert_eq!(
             coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
             vec!["alice@example.com", "bob@example.com"]
@@ -266,7 +276,7 @@ mod tests {
     #[test]
     fn all_users_from_a_static_directory_minus_excluded() {
         let domain: ContinuityDomain = fixture("domain-static.yaml");
-        let coverage = resolve(&domain, &[]);
+        let coverage = resolve(&domain, &[], None);
         assert!(coverage.through.is_empty(), "no ContinuityUser is involved");
         assert_eq!(
             coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
@@ -278,7 +288,21 @@ mod tests {
     #[test]
     fn an_unread_directory_is_unknown_not_empty() {
         let domain: ContinuityDomain = fixture("domain-full.yaml");
-        assert_eq!(resolve(&domain, &[]).addresses, None);
+        assert_eq!(resolve(&domain, &[], None).addresses, None);
+    }
+
+    #[test]
+    fn all_users_from_an_ldap_listing_minus_excluded() {
+        let domain: ContinuityDomain = fixture("domain-full.yaml");
+        let listed: BTreeSet<String> = ["Alice@corp.example.net", "noreply@corp.example.net", "eve@example.org"]
+            .map(String::from)
+            .into();
+        let coverage = resolve(&domain, &[], Some(&listed));
+        assert_eq!(
+            coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
+            vec!["alice@corp.example.net"],
+            "noreply is excluded, another domain's address does not count"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod coverage;
 pub mod crd;
 pub mod credentials;
+pub mod directory;
 pub mod error;
 pub mod handback;
 pub mod health;

@@ -156,8 +156,9 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
     }
     // The route last: whether the standby could take over decides a failover.
     let recorded = decision::Recorded::of(domain.status.as_ref());
+    // A standby whose users are not known (a directory not read yet) takes nobody's mail.
     let gate = decision::Gate {
-        standby_ready: standby.ready,
+        standby_ready: standby.ready && inputs.credentials.is_some(),
         widespread: inputs.widespread,
     };
     let decision = decision::decide(&domain.spec, recorded, inputs.health, gate, inputs.now);
@@ -271,7 +272,7 @@ mod tests {
 
     /// What the fetch step makes of `users` and the world's Secrets (hashing as it does).
     fn credentials_of(domain: &ContinuityDomain, users: &[&ContinuityUser], world: &World<'_>) -> Option<Credentials> {
-        let coverage = resolve(domain, users);
+        let coverage = resolve(domain, users, None);
         let (mailboxes, missing) =
             credentials::mailboxes(domain, coverage.addresses.as_ref()?, &coverage.through, &world.secrets);
         let uid = domain.metadata.uid.clone().unwrap();

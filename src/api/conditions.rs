@@ -21,6 +21,9 @@ pub mod types {
     pub const COVERED: &str = "Covered";
     /// The domain is being deleted (present only then): whether it waits for held mail.
     pub const DEACTIVATING: &str = "Deactivating";
+    /// The domain's LDAP directory was read the last time it was asked (present only for a
+    /// domain whose users come from LDAP).
+    pub const DIRECTORY_REACHABLE: &str = "DirectoryReachable";
 }
 
 /// Condition reasons, CamelCase, a stable API.
@@ -104,6 +107,16 @@ pub mod reasons {
     pub const DELETION_FORCED: &str = "DeletionForced";
     /// The covered users come from a directory that has not been read yet.
     pub const DIRECTORY_NOT_READ: &str = "DirectoryNotRead";
+    /// The directory answered the last read.
+    pub const DIRECTORY_READ: &str = "DirectoryRead";
+    /// The directory could not be reached (name, connection or TLS).
+    pub const DIRECTORY_UNREACHABLE: &str = "DirectoryUnreachable";
+    /// The directory refused the bind.
+    pub const DIRECTORY_BIND_FAILED: &str = "DirectoryBindFailed";
+    /// The directory refused or broke off the search.
+    pub const DIRECTORY_SEARCH_FAILED: &str = "DirectorySearchFailed";
+    /// The bind Secret is missing or lacks a key.
+    pub const BIND_SECRET_INVALID: &str = "BindSecretInvalid";
     /// The standby is provisioned but not ready (see `StandbyReady`).
     pub const STANDBY_NOT_READY: &str = "StandbyNotReady";
     /// The user receives mail on the standby but has no emergency password to log in with.

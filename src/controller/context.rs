@@ -24,6 +24,7 @@ use super::index::Index;
 use super::relations::{AddressKey, SecretKey};
 use super::{memo, secrets};
 use crate::api::{ContinuityDomain, ContinuityDomainStatus, ContinuityUser};
+use crate::directory::sync::DirectorySync;
 use crate::health::scheduler::{DomainKey, Prober};
 use crate::jitter;
 use crate::resources::Environment;
@@ -79,6 +80,8 @@ pub struct Context {
     pub indexes: Indexes,
     pub hasher: PasswordHasher,
     pub prober: Arc<Prober>,
+    /// The LDAP directories' readers.
+    pub directories: DirectorySync,
     pub last_domain_status: memo::LastWritten<ContinuityDomainStatus>,
     pub triggers: Triggers,
     /// Wakes the transport map writer: a domain's route may have changed.
@@ -94,6 +97,8 @@ pub struct Indexes {
     pub claims: Index<ContinuityDomain, String, Claim>,
     /// Domains by the Secret their shared emergency passwords are in.
     pub domains_by_secret: Index<ContinuityDomain, SecretKey, ObjectRef<ContinuityDomain>>,
+    /// Domains by the Secret their directory is bound with.
+    pub domains_by_bind_secret: Index<ContinuityDomain, SecretKey, ObjectRef<ContinuityDomain>>,
     /// Users by the Secret their own emergency password is in.
     pub users_by_secret: Index<ContinuityUser, SecretKey, ObjectRef<ContinuityUser>>,
     /// Each namespace's grant annotation: tells which namespace events change a grant.
@@ -143,6 +148,7 @@ pub struct Connections {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub prober: Arc<Prober>,
+    pub directories: DirectorySync,
     pub triggers: Triggers,
 }
 
@@ -156,7 +162,8 @@ where
 impl Context {
     pub fn new(settings: Settings, caches: Caches, connections: Connections) -> Self {
         use super::relations::{
-            index_address, index_claim, index_domain_secret, index_grant, index_user, index_user_secret,
+            index_address, index_bind_secret, index_claim, index_domain_secret, index_grant, index_user,
+            index_user_secret,
         };
         Context {
             reader: connections.reader,
@@ -170,11 +177,13 @@ impl Context {
                 users_by_address: Index::new(index_address),
                 claims: Index::new(index_claim),
                 domains_by_secret: Index::new(index_domain_secret),
+                domains_by_bind_secret: Index::new(index_bind_secret),
                 users_by_secret: Index::new(index_user_secret),
                 grants: Index::new(index_grant),
             },
             hasher: PasswordHasher::default(),
             prober: connections.prober,
+            directories: connections.directories,
             last_domain_status: memo::LastWritten::default(),
             triggers: connections.triggers,
             routes_changed: Notify::new(),
@@ -202,6 +211,7 @@ impl Context {
             && i.users_by_address.synced()
             && i.claims.synced()
             && i.domains_by_secret.synced()
+            && i.domains_by_bind_secret.synced()
             && i.users_by_secret.synced()
     }
 
@@ -231,6 +241,7 @@ impl Context {
             i.users_by_address.wait_until_synced(),
             i.claims.wait_until_synced(),
             i.domains_by_secret.wait_until_synced(),
+            i.domains_by_bind_secret.wait_until_synced(),
             i.users_by_secret.wait_until_synced(),
         );
     }

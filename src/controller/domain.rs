@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
 use super::apply::{self, Applied, Outcome};
-use super::{CACHE_SYNC_RETRY, Context, events, fetch};
+use super::{CACHE_SYNC_RETRY, Context, directory, events, fetch};
 use crate::api::domain::RouteTarget;
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::coverage;
@@ -89,12 +89,17 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         // Status does not name the winner to the tenant; the provider's log does.
         info!(domain = %format!("{namespace}/{}", key.1), %mail_domain, %winner, "mail domain claimed by an earlier ContinuityDomain");
     }
-    let credentials = match &validation.standing {
+    let (credentials, directory) = match &validation.standing {
         Standing::Acts(validated) => {
-            let coverage = coverage::resolve(&domain, &users);
-            fetch::credentials(&ctx, &domain, &validated.owner.uid, &coverage).await?
+            let directory = directory::observe(&ctx, &domain, validated, &key).await?;
+            let coverage = coverage::resolve(&domain, &users, directory.as_ref().and_then(|d| d.listing()));
+            let credentials = fetch::credentials(&ctx, &domain, &validated.owner.uid, &coverage).await?;
+            (credentials, directory)
         }
-        Standing::Idle(_) => None,
+        Standing::Idle(_) => {
+            ctx.directories.deregister(&key);
+            (None, None)
+        }
     };
 
     // Plan.
@@ -149,6 +154,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
             };
             let acted = Acted {
                 handback,
+                directory: directory.map(Box::new),
                 route: (!applied.routing_refused).then_some(Route {
                     decision: acting.decision,
                     next_hop: acting.next_hop,

@@ -15,7 +15,7 @@ use crate::telemetry::metrics::{Metrics, Write};
 const QUIET_CONDITIONS: [&str; 2] = [types::PRIMARY_REACHABLE, types::CONTINUITY_ACTIVE];
 
 /// Reasons that mean something needs a human.
-const WARNING_REASONS: [&str; 13] = [
+const WARNING_REASONS: [&str; 17] = [
     reasons::FAILOVER_BLOCKED,
     reasons::FAILOVER_HELD,
     reasons::DOMAIN_NOT_GRANTED,
@@ -29,6 +29,10 @@ const WARNING_REASONS: [&str; 13] = [
     reasons::DOMAIN_SCOPE_IS_ALL_USERS,
     reasons::DOMAIN_NOT_ACTING,
     reasons::DUPLICATE_ADDRESS,
+    reasons::DIRECTORY_UNREACHABLE,
+    reasons::DIRECTORY_BIND_FAILED,
+    reasons::DIRECTORY_SEARCH_FAILED,
+    reasons::BIND_SECRET_INVALID,
 ];
 
 /// The Events announcing the change from `previous` to `next` conditions: one per distinct

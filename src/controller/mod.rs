@@ -19,6 +19,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod directory;
 pub mod domain;
 pub mod events;
 pub mod fetch;

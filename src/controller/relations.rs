@@ -46,6 +46,8 @@ pub enum Via {
     DomainsBySecret,
     /// The users-by-secret index: the users whose own password the Secret holds.
     UsersBySecret,
+    /// The domains-by-bind-secret index: the domains whose directory the Secret binds to.
+    DomainsByBindSecret,
     /// The claims index: the in-scope domains claiming a mail domain whose claims changed.
     Claims,
 }
@@ -92,6 +94,11 @@ pub const RELATIONS: &[Relation] = &[
         source: Source::Secret,
         via: Via::DomainsBySecret,
         then: &[Then::Domain, Then::UsersOfDomain],
+    },
+    Relation {
+        source: Source::Secret,
+        via: Via::DomainsByBindSecret,
+        then: &[Then::Domain],
     },
     Relation {
         source: Source::Secret,
@@ -158,6 +165,12 @@ fn reach(ctx: &Context, via: Via, touched: &Touched) -> Vec<Reached> {
             .into_iter()
             .map(|d| domain((d.namespace.unwrap_or_default(), d.name)))
             .collect(),
+        (Via::DomainsByBindSecret, Some(secret)) => indexes
+            .domains_by_bind_secret
+            .get(secret)
+            .into_iter()
+            .map(|d| domain((d.namespace.unwrap_or_default(), d.name)))
+            .collect(),
         (Via::UsersBySecret, Some(secret)) => indexes
             .users_by_secret
             .get(secret)
@@ -170,7 +183,7 @@ fn reach(ctx: &Context, via: Via, touched: &Touched) -> Vec<Reached> {
                 })
             })
             .collect(),
-        (Via::DomainsBySecret | Via::UsersBySecret, None) => Vec::new(),
+        (Via::DomainsBySecret | Via::DomainsByBindSecret | Via::UsersBySecret, None) => Vec::new(),
         (Via::UsersByAddress, _) => touched
             .addresses
             .iter()
@@ -236,6 +249,15 @@ pub fn index_domain_secret(domain: &ContinuityDomain) -> Option<(SecretKey, Obje
     ))
 }
 
+/// The domains-by-bind-secret index's key and entry for a domain.
+pub fn index_bind_secret(domain: &ContinuityDomain) -> Option<(SecretKey, ObjectRef<ContinuityDomain>)> {
+    let ldap = domain.spec.users.directory.as_ref()?.ldap.as_ref()?;
+    Some((
+        ObjectRef::new(&ldap.bind_secret_ref.as_ref()?.name).within(&domain.namespace()?),
+        ObjectRef::from_obj(domain),
+    ))
+}
+
 /// The users-by-secret index's key and entry for a user.
 pub fn index_user_secret(user: &ContinuityUser) -> Option<(SecretKey, ObjectRef<ContinuityUser>)> {
     let secret = &user.spec.emergency_password.as_ref()?.name;
@@ -253,6 +275,7 @@ impl Context {
     /// A ContinuityDomain in scope changed.
     pub fn domain_changed(&self, event: &Event<ContinuityDomain>) {
         self.indexes.domains_by_secret.apply(event);
+        self.indexes.domains_by_bind_secret.apply(event);
         match event {
             Event::Apply(domain) | Event::Delete(domain) | Event::InitApply(domain) => {
                 let touched = Touched {
@@ -268,12 +291,14 @@ impl Context {
                 // A relist may have missed deletions: stop probing domains that are gone.
                 let present: Vec<DomainKey> = self.caches.domains.state().iter().map(|d| domain_key(d)).collect();
                 self.prober.retain(&present);
+                self.directories.retain(&present);
             }
             Event::Init => {}
         }
         if let Event::Delete(domain) = event {
             self.reset_backoff(&backoff_key(domain));
             self.prober.deregister(&domain_key(domain));
+            self.directories.deregister(&domain_key(domain));
         }
         if !matches!(event, Event::Init | Event::InitApply(_)) {
             self.routes_changed.notify_one();
@@ -368,7 +393,9 @@ mod tests {
             let fits = match relation.via {
                 Via::Itself => relation.source == Source::Domain,
                 Via::UsersByDomain | Via::UsersByAddress => relation.source == Source::User,
-                Via::DomainsBySecret | Via::UsersBySecret => relation.source == Source::Secret,
+                Via::DomainsBySecret | Via::DomainsByBindSecret | Via::UsersBySecret => {
+                    relation.source == Source::Secret
+                }
                 Via::Claims => relation.source == Source::Claim,
             };
             assert!(fits, "{relation:?}: the change does not feed that index");

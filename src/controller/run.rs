@@ -23,6 +23,7 @@ use super::fetch::Reader;
 use super::watches::{children, lean_watch, scoped};
 use super::{domain, secrets, transport, user};
 use crate::api::{ContinuityDomain, ContinuityUser};
+use crate::directory::sync::DirectorySync;
 use crate::health::probe::ProbeClient;
 use crate::health::resolver::Resolver;
 use crate::health::scheduler::{DomainKey, Prober};
@@ -62,14 +63,9 @@ pub async fn run(
     let (user_triggers, user_trigger_stream) = unbounded();
     let (prober, probing) = {
         let triggers = domain_triggers.clone();
-        let resolver = if settings.probe_nameservers.is_empty() {
-            Resolver::system()
-        } else {
-            Resolver::with_servers(&settings.probe_nameservers)
-        };
         let client = ProbeClient {
             helo: settings.probe_helo.clone(),
-            resolver,
+            resolver: resolver(&settings),
         };
         Prober::new(
             client,
@@ -78,6 +74,16 @@ pub async fn run(
             metrics.clone(),
             move |(namespace, name): &DomainKey| {
                 // The receiver only goes away when the controllers stop.
+                let _ = triggers.unbounded_send(ObjectRef::new(name).within(namespace));
+            },
+        )
+    };
+    let directories = {
+        let triggers = domain_triggers.clone();
+        DirectorySync::new(
+            resolver(&settings),
+            metrics.clone(),
+            move |(namespace, name): &DomainKey| {
                 let _ = triggers.unbounded_send(ObjectRef::new(name).within(namespace));
             },
         )
@@ -109,6 +115,7 @@ pub async fn run(
         recorder,
         metrics,
         prober,
+        directories,
         triggers: Triggers {
             domains: domain_triggers,
             users: user_triggers,
@@ -287,5 +294,15 @@ fn log_outcome<K: Resource, E: std::fmt::Display>(result: Result<(ObjectRef<K>, 
         Ok((object, action)) => debug!(%object, ?action, "reconciled"),
         // Reconcile errors are logged by the error policy; these are the runtime's own.
         Err(error) => debug!(%error, "controller runtime"),
+    }
+}
+
+/// The resolver for names tenants give (primaries, directories): the configured DNS servers,
+/// or the system's.
+fn resolver(settings: &Settings) -> Resolver {
+    if settings.probe_nameservers.is_empty() {
+        Resolver::system()
+    } else {
+        Resolver::with_servers(&settings.probe_nameservers)
     }
 }

@@ -65,9 +65,16 @@ pub struct Report {
     pub detail: String,
 }
 
-pub(super) struct Failure {
+pub(crate) struct Failure {
     class: ProbeFailureClass,
     detail: String,
+}
+
+impl Failure {
+    /// What happened, for humans.
+    pub(crate) fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 pub(super) fn fail(class: ProbeFailureClass, detail: impl Into<String>) -> Failure {
@@ -185,7 +192,10 @@ async fn run(
     Ok(format!("{} (STARTTLS, certificate verified)", greeting.text()))
 }
 
-async fn connect(target: &Target, resolver: &Resolver, deadline: Instant) -> Result<TcpStream, Failure> {
+/// A TCP connection to `target`, by `deadline`, only to addresses its networks permit: for
+/// the probes, and for anything else the operator reaches at a tenant's word (their LDAP
+/// directory).
+pub(crate) async fn connect(target: &Target, resolver: &Resolver, deadline: Instant) -> Result<TcpStream, Failure> {
     let addresses: Vec<IpAddr> = match target.host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => resolver.resolve(&target.host, deadline).await?,

@@ -7,6 +7,7 @@ use crate::api::conditions::{self, Desired, Status, reasons, types};
 use crate::api::domain::{
     ContinuityDomainStatus, ContinuityEvents, DomainPhase, MessageCounts, RouteTarget, RoutingStatus, UsersStatus,
 };
+use crate::directory;
 use crate::health::tracker::Health;
 use crate::routing::decision::{Decision, Flip};
 use crate::status::primary::{primary_reachable, probe_status, whole_seconds};
@@ -14,7 +15,7 @@ use crate::status::standby::Readiness;
 use crate::validation::Idle;
 use crate::validation::claims::ClaimOutcome;
 use crate::validation::rules::{self, Violation};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// How many addresses without an emergency password status names (it counts them all).
 pub const WITHOUT_PASSWORD_LISTED: usize = 50;
@@ -56,6 +57,54 @@ pub struct Acted {
     /// What the hand-back agent reported this time; `None` when it was not asked or not
     /// reached (status keeps what it last showed).
     pub handback: Option<Box<MessageCounts>>,
+    /// The LDAP directory the users come from, if they do.
+    pub directory: Option<Box<directory::Observed>>,
+}
+
+/// `DirectoryReachable` of a domain whose users come from LDAP, `covered` of them covered
+/// now. Before this operator has read the directory once (it just started) the condition
+/// stays as it was: a restart is no news.
+fn directory_reachable(observed: &directory::Observed, covered: Option<usize>, previous: &[Condition]) -> Desired {
+    let listing = observed.knowledge.listing.as_deref();
+    let kept = match (listing, covered) {
+        (Some(_), Some(covered)) => format!("coverage stays as the directory last listed it ({covered} addresses covered)"),
+        _ => "no listing yet: the domain's users are unknown, so the standby is not configured and routing does not fail over to it".into(),
+    };
+    let (reason, problem) = match (&observed.bind_problem, &observed.knowledge.failing) {
+        (Some(problem), _) => (reasons::BIND_SECRET_INVALID, problem.clone()),
+        (None, Some(error)) => {
+            let reason = match error.step {
+                directory::Step::Connect => reasons::DIRECTORY_UNREACHABLE,
+                directory::Step::Bind => reasons::DIRECTORY_BIND_FAILED,
+                directory::Step::Search => reasons::DIRECTORY_SEARCH_FAILED,
+            };
+            (reason, error.to_string())
+        }
+        (None, None) if listing.is_some_and(|l| l.read_at.is_some()) => {
+            return Desired::new(
+                types::DIRECTORY_REACHABLE,
+                Status::True,
+                reasons::DIRECTORY_READ,
+                format!("{} answered the last read", observed.server),
+            );
+        }
+        (None, None) => {
+            return Desired::carried(previous, types::DIRECTORY_REACHABLE).unwrap_or_else(|| {
+                Desired::new(
+                    types::DIRECTORY_REACHABLE,
+                    Status::Unknown,
+                    reasons::DIRECTORY_NOT_READ,
+                    format!("{} has not been read yet; {kept}", observed.server),
+                )
+            });
+        }
+    };
+    Desired::new(
+        types::DIRECTORY_REACHABLE,
+        Status::False,
+        reason,
+        format!("{problem}; {kept}"),
+    )
 }
 
 /// The annotation that lets a domain be deleted while mail still waits for its primary.
@@ -276,6 +325,10 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         [ready, standby, primary, continuity, conflict]
             .into_iter()
             .chain(deactivating(domain, messages.as_ref()))
+            .chain(acted.and_then(|a| {
+                let observed = a.directory.as_deref()?;
+                Some(directory_reachable(observed, a.covered, &previous.conditions))
+            }))
             .collect(),
         generation,
         now,
@@ -500,6 +553,7 @@ mod tests {
                 standby,
                 refused: None,
                 handback: None,
+                directory: None,
             }),
         }
     }

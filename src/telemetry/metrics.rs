@@ -66,6 +66,7 @@ pub struct Metrics {
     continuity_seconds: Counter<f64>,
     widespread_failure: Gauge,
     failover_holds: Counter,
+    directory_reads: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -135,8 +136,15 @@ impl Default for Metrics {
             "Times failovers were held because many primaries failed at once",
             failover_holds.clone(),
         );
+        let directory_reads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "directory_reads",
+            "Reads of tenants' LDAP directories, by result (Ok, or the step that failed: Connect, Bind, Search)",
+            directory_reads.clone(),
+        );
         Self {
             registry,
+            directory_reads,
             reconciliations,
             reconcile_errors,
             reconcile_duration,
@@ -186,6 +194,11 @@ impl Metrics {
                 operation,
             })
             .inc();
+    }
+
+    /// Records one directory read.
+    pub fn directory_read(&self, result: &'static str) {
+        self.directory_reads.get_or_create(&ResultLabels { result }).inc();
     }
 
     /// Records one health check.

@@ -94,6 +94,11 @@ pub fn check(domain: &ContinuityDomain) -> Result<Host, Vec<Violation>> {
     {
         violations.push(Violation::Rule(format!("spec.primary.caBundle: {error}")));
     }
+    if let Some(ldap) = domain.spec.users.directory.as_ref().and_then(|d| d.ldap.as_ref())
+        && let Err(error) = crate::directory::Query::of(ldap)
+    {
+        violations.push(Violation::Rule(error));
+    }
     if let Some(claimed) = domain.status.as_ref().and_then(|s| s.claimed_domain.as_ref())
         && *claimed != domain.spec.domain
     {
@@ -225,6 +230,10 @@ mod tests {
             ),
             ("domain-static-address-elsewhere.yaml", "must belong to the domain"),
             ("domain-webmail-two-tls-sources.yaml", "not both"),
+            (
+                "domain-ldaps-mode-plain-url.yaml",
+                "tls.mode LDAPS needs an ldaps:// URL",
+            ),
         ];
         for (name, expected) in cases {
             let d: ContinuityDomain = fixture(name);
@@ -249,7 +258,7 @@ mod tests {
             rules + children.map(|child| count_rules(child, problems)).sum::<usize>()
         }
         let mut problems = Vec::new();
-        assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 10);
+        assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 12);
         assert_eq!(problems, Vec::<String>::new());
 
         let crd = serde_json::to_value(ContinuityDomain::crd()).unwrap();

@@ -26,7 +26,10 @@ use continuity_operator::handback::settings::{self, HandBackSettings};
 use continuity_operator::handback::tracking::{MessageList, Summary};
 use continuity_operator::standby::{CONFIG_FILES, PASSWD_KEY, layout};
 
-use crate::common::{unique, wait_for};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+
+use crate::common::{Scene, unique, wait_for};
 
 /// The Postfix container's capabilities (see the mail StatefulSet's builder).
 const POSTFIX_CAPABILITIES: &str = "-all,+chown,+dac_override,+fowner,+setgid,+setuid";
@@ -312,7 +315,8 @@ fn terminate(child: Option<Child>) {
 
 /// A loopback address (127.a.b.c, never in 127.0.0.0/16) that no other stack of any test
 /// process uses at the same time: from this process's id and a counter.
-fn own_loopback_address() -> Ipv4Addr {
+/// A loopback address no other server of this test process uses (127.a.b.c).
+pub fn own_loopback_address() -> Ipv4Addr {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
@@ -481,4 +485,37 @@ pub async fn wait_for_subject(server: SocketAddr, user: &str, password: &str, su
         },
     )
     .await;
+}
+
+/// The mail pod's files as the operator stored them for `domain` (its standby's ConfigMap
+/// and passwords Secret) in the scene's namespace, once `ready` holds for them.
+pub async fn rendered(scene: &Scene, domain: &str, what: &str, ready: impl Fn(&Files) -> bool) -> Files {
+    let (maps, secrets): (Api<ConfigMap>, Api<Secret>) = (scene.api(), scene.api());
+    let ready = &ready;
+    wait_for(what, Duration::from_secs(30), || async {
+        let config = maps
+            .get_opt(&format!("{domain}-standby-config"))
+            .await
+            .ok()
+            .flatten()?
+            .data?;
+        let passwd = secrets
+            .get_opt(&format!("{domain}-standby-passwords"))
+            .await
+            .ok()
+            .flatten()?
+            .data?
+            .remove("passwd")?;
+        let files = Files {
+            config,
+            passwd: String::from_utf8(passwd.0).ok()?,
+        };
+        ready(&files).then_some(files)
+    })
+    .await
+}
+
+/// The recipient map among the rendered files.
+pub fn recipients(files: &Files) -> &str {
+    files.config.get("recipients").map(String::as_str).unwrap_or_default()
 }

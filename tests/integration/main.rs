@@ -4,6 +4,7 @@
 mod chart;
 mod common;
 mod crds;
+mod directory;
 mod dns;
 mod domains;
 mod failover;
@@ -17,6 +18,7 @@ mod peers;
 #[path = "../../src/testing/pod_security.rs"]
 mod pod_security;
 mod postfix;
+mod slapd;
 mod standby;
 mod tenancy;
 mod users;

@@ -154,21 +154,28 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// A private CA and a server certificate it issued for 127.0.0.1.
+/// A private CA and a server certificate it issued for localhost and an IP address.
 pub struct PrivateCa {
     pub ca_pem: String,
+    /// The server's certificate chain and key, PEM, for servers that read files.
+    pub chain_pem: String,
+    pub key_pem: String,
     pub server: Arc<ServerConfig>,
 }
 
 impl PrivateCa {
+    /// A certificate for 127.0.0.1.
     pub fn new() -> PrivateCa {
+        Self::issuing_for([127, 0, 0, 1].into())
+    }
+
+    /// A certificate for `ip`.
+    pub fn issuing_for(ip: std::net::IpAddr) -> PrivateCa {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA certificate");
         let mut leaf_params = CertificateParams::new(vec!["localhost".to_owned()]).expect("server parameters");
-        leaf_params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        leaf_params.subject_alt_names.push(SanType::IpAddress(ip));
         let leaf_key = KeyPair::generate().expect("server key");
         let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("server certificate");
         let chain = vec![CertificateDer::from(leaf.der().to_vec()), ca.der().clone()];
@@ -182,6 +189,8 @@ impl PrivateCa {
             .expect("server TLS configuration");
         PrivateCa {
             ca_pem: ca.pem(),
+            chain_pem: format!("{}{}", leaf.pem(), ca.pem()),
+            key_pem: leaf_key.serialize_pem(),
             server: Arc::new(server),
         }
     }

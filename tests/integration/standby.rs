@@ -15,7 +15,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::common::*;
-use crate::mailstack::{Files, MailStack, deliver, imap_subjects, submit, wait_for_subject};
+use crate::mailstack::{MailStack, deliver, imap_subjects, recipients, rendered, submit, wait_for_subject};
 use crate::peers::{Behavior, Peer};
 
 const CONFIG: &str = "d-standby-config";
@@ -39,32 +39,6 @@ fn user_with_password(name: &str, address: &str, secret: &str) -> String {
         "{}  emergencyPassword:\n    name: {secret}\n    key: password\n",
         user_yaml(name, "d", address)
     )
-}
-
-/// The mail pod's files as the operator stored them, once `ready` holds for them.
-async fn rendered(scene: &Scene, what: &str, ready: impl Fn(&Files) -> bool) -> Files {
-    let (maps, secrets): (Api<ConfigMap>, Api<Secret>) = (scene.api(), scene.api());
-    let ready = &ready;
-    wait_for(what, Duration::from_secs(30), || async {
-        let config = maps.get_opt(CONFIG).await.ok().flatten()?.data?;
-        let passwd = secrets
-            .get_opt(PASSWORDS)
-            .await
-            .ok()
-            .flatten()?
-            .data?
-            .remove("passwd")?;
-        let files = Files {
-            config,
-            passwd: String::from_utf8(passwd.0).ok()?,
-        };
-        ready(&files).then_some(files)
-    })
-    .await
-}
-
-fn recipients(files: &Files) -> &str {
-    files.config.get("recipients").map(String::as_str).unwrap_or_default()
 }
 
 /// Fails unless the IMAP server refuses the login (not merely: cannot be reached).
@@ -137,7 +111,7 @@ async fn the_rendered_configuration_serves_covered_users_only_and_picks_up_chang
     scene.apply(&domain_with_passwords(&scene.mail, "")).await;
     scene.apply(&user_yaml("alice", "d", &alice)).await;
     scene.apply(&user_yaml("bob", "d", &bob)).await;
-    let files = rendered(&scene, "alice and bob in the recipient map", |f| {
+    let files = rendered(&scene, "d", "alice and bob in the recipient map", |f| {
         recipients(f).contains(&alice) && recipients(f).contains(&bob)
     })
     .await;
@@ -207,7 +181,7 @@ async fn the_rendered_configuration_serves_covered_users_only_and_picks_up_chang
         .apply(&secret_yaml("shared", &[("alice", &alice_new_password)]))
         .await;
     let old_passwd = files.passwd.clone();
-    let files = rendered(&scene, "carol covered and alice's new password hashed", |f| {
+    let files = rendered(&scene, "d", "carol covered and alice's new password hashed", |f| {
         recipients(f).contains(&carol)
             && f.passwd.contains(&carol)
             && f.passwd.lines().find(|l| l.starts_with(&alice)) != old_passwd.lines().find(|l| l.starts_with(&alice))
@@ -238,7 +212,10 @@ async fn mail_accepted_before_a_postfix_restart_is_still_delivered() {
     scene.apply(&secret_yaml("shared", &[("alice", &password)])).await;
     scene.apply(&domain_with_passwords(&scene.mail, "")).await;
     scene.apply(&user_yaml("alice", "d", &alice)).await;
-    let files = rendered(&scene, "alice in the recipient map", |f| recipients(f).contains(&alice)).await;
+    let files = rendered(&scene, "d", "alice in the recipient map", |f| {
+        recipients(f).contains(&alice)
+    })
+    .await;
     let mut stack = MailStack::start(&files).await;
 
     // Dovecot is down: Postfix accepts the message (250) and keeps it in its queue, on the

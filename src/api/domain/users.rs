@@ -59,6 +59,10 @@ pub struct Directory {
 /// An LDAP directory listing the domain's users.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.tls) || self.tls.mode != 'LDAPS' || self.url.startsWith('ldaps://')").message("tls.mode LDAPS needs an ldaps:// URL"),
+    validation = Rule::new("!has(self.tls) || self.tls.mode == 'LDAPS' || self.url.startsWith('ldap://')").message("tls.mode None and StartTLS need an ldap:// URL")
+)]
 pub struct LdapDirectory {
     /// `ldap://` or `ldaps://` URL of the directory server.
     #[schemars(pattern(r"^ldaps?://[^\s/]+(:[0-9]{1,5})?/?$"))]
@@ -81,15 +85,78 @@ pub struct LdapDirectory {
 
     /// Attribute holding a user's mail address.
     #[serde(default = "default_mail_attribute")]
-    #[schemars(length(min = 1))]
+    #[schemars(pattern(ATTRIBUTE_PATTERN), length(max = 128))]
     pub mail_attribute: String,
+
+    /// Attribute holding more addresses of a user (for example `mailAlternateAddress`, or
+    /// Active Directory's `proxyAddresses`, whose `smtp:` prefixes are removed). Those of
+    /// the domain are covered too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(ATTRIBUTE_PATTERN), length(max = 128))]
+    pub alias_attribute: Option<String>,
+
+    /// How the connection is secured. Without it: `LDAPS` for an `ldaps://` URL, else `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<LdapTls>,
+
+    /// Entries asked for per page (the simple paged results control, RFC 2696).
+    #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub page_size: u32,
+
+    /// Seconds between two reads of the directory.
+    #[serde(default = "default_resync_period_seconds")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub resync_period_seconds: u32,
+
+    /// Seconds one read (connect, bind and every page) may take.
+    #[serde(default = "default_ldap_timeout_seconds")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: u32,
 }
+
+/// An LDAP attribute name (a descriptor, RFC 4512).
+const ATTRIBUTE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9-]*$";
 
 fn default_ldap_filter() -> String {
     "(objectClass=inetOrgPerson)".into()
 }
 fn default_mail_attribute() -> String {
     "mail".into()
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_resync_period_seconds() -> u32 {
+    300
+}
+fn default_ldap_timeout_seconds() -> u32 {
+    30
+}
+
+/// TLS towards the directory.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LdapTls {
+    /// `None` (plain LDAP), `StartTLS` (an `ldap://` URL, upgraded before the bind) or
+    /// `LDAPS` (an `ldaps://` URL).
+    pub mode: LdapTlsMode,
+
+    /// PEM-encoded CA certificates trusted, besides the public Web PKI roots, when checking
+    /// the directory's certificate (for a directory whose certificate comes from a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
+}
+
+/// How the connection to the directory is secured.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LdapTlsMode {
+    None,
+    #[serde(rename = "StartTLS")]
+    StartTls,
+    #[serde(rename = "LDAPS")]
+    Ldaps,
 }
 
 /// A fixed list of the domain's addresses.

@@ -4,6 +4,11 @@
 //! belongs to it, one per address (the oldest wins). `AllUsers`: every address the directory
 //! lists, minus `exclude`. Addresses compare case-insensitively and are kept in lower case,
 //! as Postfix looks them up.
+//!
+//! The scope served follows the spec, but a switch from `SelectedUsers` to `AllUsers` removes
+//! the domain's ContinuityUsers (as the manual says), so while the domain has any it is
+//! carried out only once the annotation [`CONFIRM_SCOPE_ANNOTATION`] names the new scope
+//! ([`scope_course`]); until then the old scope is served.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -12,6 +17,81 @@ use kube::ResourceExt;
 use crate::api::conditions::reasons;
 use crate::api::domain::{DomainPhase, UserScope};
 use crate::api::{ContinuityDomain, ContinuityUser};
+
+/// The annotation that confirms a switch to `AllUsers` (its value: `AllUsers`).
+pub const CONFIRM_SCOPE_ANNOTATION: &str = "continuity.mailops.io/confirm-scope-change";
+
+/// Which scope a domain serves now, and what the switch to it does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScopeCourse {
+    /// The spec's scope; nothing to remove.
+    Serve(UserScope),
+    /// The confirmed switch to `AllUsers`: these ContinuityUsers are removed.
+    SwitchConfirmed { remove: Vec<String> },
+    /// `SelectedUsers` is still served: the switch to `AllUsers` would remove these.
+    AwaitingConfirmation { would_remove: Vec<String> },
+}
+
+impl ScopeCourse {
+    /// The scope users are covered by now.
+    pub fn served(&self) -> UserScope {
+        match self {
+            ScopeCourse::Serve(scope) => *scope,
+            ScopeCourse::SwitchConfirmed { .. } => UserScope::AllUsers,
+            ScopeCourse::AwaitingConfirmation { .. } => UserScope::SelectedUsers,
+        }
+    }
+}
+
+/// The scope course of `domain`, whose ContinuityUsers are `users`.
+pub fn scope_course(domain: &ContinuityDomain, users: &[&ContinuityUser]) -> ScopeCourse {
+    let wanted = domain.spec.users.scope;
+    if wanted != UserScope::AllUsers || served_before(domain) != Some(UserScope::SelectedUsers) || users.is_empty() {
+        return ScopeCourse::Serve(wanted);
+    }
+    let mut names: Vec<String> = users.iter().map(|u| u.name_any()).collect();
+    names.sort();
+    if switch_confirmed(domain) {
+        ScopeCourse::SwitchConfirmed { remove: names }
+    } else {
+        ScopeCourse::AwaitingConfirmation { would_remove: names }
+    }
+}
+
+/// The scope the domain's status says it served.
+fn served_before(domain: &ContinuityDomain) -> Option<UserScope> {
+    domain.status.as_ref()?.users.as_ref()?.scope
+}
+
+fn switch_confirmed(domain: &ContinuityDomain) -> bool {
+    domain
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIRM_SCOPE_ANNOTATION))
+        .is_some_and(|v| v == "AllUsers")
+}
+
+/// How many users a condition or Event names.
+pub const NAMED_USERS: usize = 20;
+
+/// `names`, at most [`NAMED_USERS`] of them, and how many more.
+pub fn named(names: &[String]) -> String {
+    let mut text = names.iter().take(NAMED_USERS).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > NAMED_USERS {
+        text.push_str(&format!(" and {} more", names.len() - NAMED_USERS));
+    }
+    text
+}
+
+/// The scope a domain serves as its users see it: a switch to `AllUsers` that waits for
+/// confirmation still serves its ContinuityUsers.
+pub fn served_scope(domain: &ContinuityDomain) -> UserScope {
+    match (domain.spec.users.scope, served_before(domain)) {
+        (UserScope::AllUsers, Some(UserScope::SelectedUsers)) if !switch_confirmed(domain) => UserScope::SelectedUsers,
+        (wanted, _) => wanted,
+    }
+}
 
 /// Whether one ContinuityUser counts, and if not, why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +158,7 @@ fn judge_one(
             ),
         );
     }
-    if domain.spec.users.scope == UserScope::AllUsers {
+    if served_scope(domain) == UserScope::AllUsers {
         return Verdict::not(
             reasons::DOMAIN_SCOPE_IS_ALL_USERS,
             format!(
@@ -145,14 +225,15 @@ pub struct Coverage<'a> {
     pub through: HashMap<String, &'a ContinuityUser>,
 }
 
-/// Judges the coverage of `domain`, acting, whose ContinuityUsers are `users` and whose LDAP
-/// directory (if it has one) last listed `ldap_listing`.
+/// Judges the coverage of `domain`, acting, serving `scope`, whose ContinuityUsers are `users`
+/// and whose LDAP directory (if it has one) last listed `ldap_listing`.
 pub fn resolve<'a>(
     domain: &ContinuityDomain,
+    scope: UserScope,
     users: &[&'a ContinuityUser],
     ldap_listing: Option<&BTreeSet<String>>,
 ) -> Coverage<'a> {
-    match domain.spec.users.scope {
+    match scope {
         UserScope::SelectedUsers => {
             let through: HashMap<String, &ContinuityUser> = judge_selected(domain, true, users)
                 .into_iter()
@@ -234,7 +315,7 @@ mod tests {
                 ("eve".into(), reasons::ADDRESS_NOT_IN_DOMAIN),
             ]
         );
-        let coverage = resolve(&domain, &users, None);
+        let coverage = resolve(&domain, domain.spec.users.scope, &users, None);
         assert_eq!(
             coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
             vec!["alice@example.com", "bob@example.com"]
@@ -276,7 +357,7 @@ mod tests {
     #[test]
     fn all_users_from_a_static_directory_minus_excluded() {
         let domain: ContinuityDomain = fixture("domain-static.yaml");
-        let coverage = resolve(&domain, &[], None);
+        let coverage = resolve(&domain, domain.spec.users.scope, &[], None);
         assert!(coverage.through.is_empty(), "no ContinuityUser is involved");
         assert_eq!(
             coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
@@ -288,7 +369,7 @@ mod tests {
     #[test]
     fn an_unread_directory_is_unknown_not_empty() {
         let domain: ContinuityDomain = fixture("domain-full.yaml");
-        assert_eq!(resolve(&domain, &[], None).addresses, None);
+        assert_eq!(resolve(&domain, domain.spec.users.scope, &[], None).addresses, None);
     }
 
     #[test]
@@ -297,12 +378,79 @@ mod tests {
         let listed: BTreeSet<String> = ["Alice@corp.example.net", "noreply@corp.example.net", "eve@example.org"]
             .map(String::from)
             .into();
-        let coverage = resolve(&domain, &[], Some(&listed));
+        let coverage = resolve(&domain, domain.spec.users.scope, &[], Some(&listed));
         assert_eq!(
             coverage.addresses.unwrap().into_iter().collect::<Vec<_>>(),
             vec!["alice@corp.example.net"],
             "noreply is excluded, another domain's address does not count"
         );
+    }
+
+    #[test]
+    fn switching_to_all_users_waits_for_confirmation_while_users_would_be_removed() {
+        let mut domain: ContinuityDomain = fixture("domain-static.yaml");
+        let alice = user("alice", "alice@example.com", 10);
+        let bob = user("bob", "bob@example.com", 20);
+        let users = [&bob, &alice];
+        // A domain never served before takes its spec's scope.
+        assert_eq!(scope_course(&domain, &users), ScopeCourse::Serve(UserScope::AllUsers));
+
+        domain.status = Some(crate::api::ContinuityDomainStatus {
+            users: Some(crate::api::domain::UsersStatus {
+                scope: Some(UserScope::SelectedUsers),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let waiting = scope_course(&domain, &users);
+        assert_eq!(
+            waiting,
+            ScopeCourse::AwaitingConfirmation {
+                would_remove: vec!["alice".into(), "bob".into()]
+            }
+        );
+        assert_eq!(waiting.served(), UserScope::SelectedUsers);
+        assert_eq!(served_scope(&domain), UserScope::SelectedUsers);
+        assert_eq!(
+            judge_user(&alice, Some(&domain), &users),
+            Verdict::Covered,
+            "still served"
+        );
+        // Without users there is nothing to confirm.
+        assert_eq!(scope_course(&domain, &[]), ScopeCourse::Serve(UserScope::AllUsers));
+
+        domain
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(CONFIRM_SCOPE_ANNOTATION.into(), "SelectedUsers".into());
+        assert!(
+            matches!(scope_course(&domain, &users), ScopeCourse::AwaitingConfirmation { .. }),
+            "names another scope"
+        );
+        domain
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(CONFIRM_SCOPE_ANNOTATION.into(), "AllUsers".into());
+        let confirmed = scope_course(&domain, &users);
+        assert_eq!(
+            confirmed,
+            ScopeCourse::SwitchConfirmed {
+                remove: vec!["alice".into(), "bob".into()]
+            }
+        );
+        assert_eq!(confirmed.served(), UserScope::AllUsers);
+        assert_eq!(served_scope(&domain), UserScope::AllUsers);
+    }
+
+    #[test]
+    fn at_most_twenty_users_are_named() {
+        let names: Vec<String> = (0..25).map(|i| format!("u{i}")).collect();
+        let text = named(&names);
+        assert!(text.starts_with("u0, u1, "), "{text}");
+        assert!(text.ends_with("u19 and 5 more"), "{text}");
+        assert_eq!(named(&names[..2]), "u0, u1");
     }
 
     #[test]

@@ -226,13 +226,25 @@ mod tests {
             Ok("from-user".into())
         );
         assert_eq!(
-            referenced_secrets(&domain, resolve(&domain, &[&alice], None).through.values().copied()),
+            referenced_secrets(
+                &domain,
+                resolve(&domain, domain.spec.users.scope, &[&alice], None)
+                    .through
+                    .values()
+                    .copied()
+            ),
             BTreeSet::from(["alice-own".to_owned(), "shared".to_owned()])
         );
         let mut stranger = alice.clone();
         stranger.spec.address = "alice@elsewhere.example".into();
         assert_eq!(
-            referenced_secrets(&domain, resolve(&domain, &[&stranger], None).through.values().copied()),
+            referenced_secrets(
+                &domain,
+                resolve(&domain, domain.spec.users.scope, &[&stranger], None)
+                    .through
+                    .values()
+                    .copied()
+            ),
             BTreeSet::from(["shared".to_owned()]),
             "a user that is not covered gets no Secret read"
         );

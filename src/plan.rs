@@ -272,7 +272,7 @@ mod tests {
 
     /// What the fetch step makes of `users` and the world's Secrets (hashing as it does).
     fn credentials_of(domain: &ContinuityDomain, users: &[&ContinuityUser], world: &World<'_>) -> Option<Credentials> {
-        let coverage = resolve(domain, users, None);
+        let coverage = resolve(domain, domain.spec.users.scope, users, None);
         let (mailboxes, missing) =
             credentials::mailboxes(domain, coverage.addresses.as_ref()?, &coverage.through, &world.secrets);
         let uid = domain.metadata.uid.clone().unwrap();

@@ -24,6 +24,9 @@ pub mod types {
     /// The domain's LDAP directory was read the last time it was asked (present only for a
     /// domain whose users come from LDAP).
     pub const DIRECTORY_REACHABLE: &str = "DirectoryReachable";
+    /// `spec.users.scope` asks for `AllUsers`, which would remove the domain's ContinuityUsers:
+    /// present (True) only while the switch waits for confirmation.
+    pub const SCOPE_CHANGE_NEEDS_CONFIRMATION: &str = "ScopeChangeNeedsConfirmation";
 }
 
 /// Condition reasons, CamelCase, a stable API.
@@ -117,6 +120,10 @@ pub mod reasons {
     pub const DIRECTORY_SEARCH_FAILED: &str = "DirectorySearchFailed";
     /// The bind Secret is missing or lacks a key.
     pub const BIND_SECRET_INVALID: &str = "BindSecretInvalid";
+    /// The switch to `AllUsers` waits for the confirmation annotation.
+    pub const SCOPE_CHANGE_NEEDS_CONFIRMATION: &str = "ScopeChangeNeedsConfirmation";
+    /// The switch to `AllUsers` was confirmed and carried out (an Event's reason).
+    pub const SCOPE_CHANGED: &str = "ScopeChanged";
     /// The standby is provisioned but not ready (see `StandbyReady`).
     pub const STANDBY_NOT_READY: &str = "StandbyNotReady";
     /// The user receives mail on the standby but has no emergency password to log in with.

@@ -6,7 +6,8 @@
 //! was written and what the API server refused. An unchanged child (same spec
 //! hash as the cached one) and an unchanged status are never sent, nor is a repeat of what was
 //! just written while the cache catches up ([`super::memo`]); a steady-state reconcile makes no
-//! API writes.
+//! API writes. Besides: the hand-back finalizer, the transport map, and the deletion of a
+//! domain's ContinuityUsers once its switch to `AllUsers` is confirmed.
 
 use std::fmt::Debug;
 
@@ -20,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::memo::WriteMemo;
-use crate::api::ContinuityDomain;
+use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::plan::{Desired, Removal};
 use crate::resources::{Child, Optional, content_hash, is_subset, spec_hash};
 use crate::telemetry::metrics::Write;
@@ -277,6 +278,20 @@ pub async fn handback_finalizer(ctx: &Context, domain: &ContinuityDomain, keep: 
         .patch(&name, &apply_params(), &Patch::Apply(&body))
         .await?;
     ctx.metrics.api_write("ContinuityDomain", Write::Apply);
+    Ok(())
+}
+
+/// Deletes the ContinuityUsers `names` of `namespace`: the confirmed switch of their domain to
+/// `AllUsers` (one already gone is fine). Only ever the users that reference the domain.
+pub async fn remove_users(ctx: &Context, namespace: &str, names: &[String]) -> Result<()> {
+    let users = Api::<ContinuityUser>::namespaced(ctx.writer.client.clone(), namespace);
+    for name in names {
+        match users.delete(name, &DeleteParams::default()).await {
+            Ok(_) => ctx.metrics.api_write("ContinuityUser", Write::Delete),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     Ok(())
 }
 

@@ -89,10 +89,12 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         // Status does not name the winner to the tenant; the provider's log does.
         info!(domain = %format!("{namespace}/{}", key.1), %mail_domain, %winner, "mail domain claimed by an earlier ContinuityDomain");
     }
+    let scope = coverage::scope_course(&domain, &users);
     let (credentials, directory) = match &validation.standing {
         Standing::Acts(validated) => {
             let directory = directory::observe(&ctx, &domain, validated, &key).await?;
-            let coverage = coverage::resolve(&domain, &users, directory.as_ref().and_then(|d| d.listing()));
+            let listing = directory.as_ref().and_then(|d| d.listing());
+            let coverage = coverage::resolve(&domain, scope.served(), &users, listing);
             let credentials = fetch::credentials(&ctx, &domain, &validated.owner.uid, &coverage).await?;
             (credentials, directory)
         }
@@ -130,6 +132,13 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         Course::Acts(acting) => {
             ctx.prober.register(&key, acting.probe.clone());
             let applied = apply::desired(&ctx, &acting.desired, &namespace, &uid).await?;
+            // The confirmed switch to AllUsers: the standby now serves the directory's users,
+            // and the ContinuityUsers go.
+            if let coverage::ScopeCourse::SwitchConfirmed { remove } = &scope {
+                apply::remove_users(&ctx, &namespace, remove).await?;
+                info!(domain = %format!("{namespace}/{}", key.1), removed = remove.len(), "scope switched to AllUsers");
+                events::publish_scope_change(&ctx.recorder, &domain, remove, &ctx.metrics).await;
+            }
             for refusal in &applied.refused {
                 warn!(domain = %format!("{namespace}/{}", key.1), child = %refusal.child, error = %refusal.error, "the API server refused a child");
             }
@@ -155,6 +164,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
             let acted = Acted {
                 handback,
                 directory: directory.map(Box::new),
+                scope: Box::new(scope.clone()),
                 route: (!applied.routing_refused).then_some(Route {
                     decision: acting.decision,
                     next_hop: acting.next_hop,

@@ -6,7 +6,9 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
+use crate::api::ContinuityDomain;
 use crate::api::conditions::{self, reasons, types};
+use crate::coverage;
 use crate::routing::decision::{Decision, Flip};
 use crate::telemetry::metrics::{Metrics, Write};
 
@@ -15,7 +17,7 @@ use crate::telemetry::metrics::{Metrics, Write};
 const QUIET_CONDITIONS: [&str; 2] = [types::PRIMARY_REACHABLE, types::CONTINUITY_ACTIVE];
 
 /// Reasons that mean something needs a human.
-const WARNING_REASONS: [&str; 17] = [
+const WARNING_REASONS: [&str; 18] = [
     reasons::FAILOVER_BLOCKED,
     reasons::FAILOVER_HELD,
     reasons::DOMAIN_NOT_GRANTED,
@@ -33,6 +35,7 @@ const WARNING_REASONS: [&str; 17] = [
     reasons::DIRECTORY_BIND_FAILED,
     reasons::DIRECTORY_SEARCH_FAILED,
     reasons::BIND_SECRET_INVALID,
+    reasons::SCOPE_CHANGE_NEEDS_CONFIRMATION,
 ];
 
 /// The Events announcing the change from `previous` to `next` conditions: one per distinct
@@ -112,6 +115,34 @@ pub async fn publish_flip<K: Resource<DynamicType = ()>>(
     match recorder.publish(&event, &object.object_ref(&())).await {
         Ok(()) => metrics.api_write("Event", Write::Event),
         Err(error) => warn!(%error, reason, "cannot publish Event"),
+    }
+}
+
+/// The Event of a confirmed switch to `AllUsers`, naming the ContinuityUsers it removed (at
+/// most [`coverage::NAMED_USERS`] of them).
+pub async fn publish_scope_change(
+    recorder: &Recorder,
+    domain: &ContinuityDomain,
+    removed: &[String],
+    metrics: &Metrics,
+) {
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reasons::SCOPE_CHANGED.into(),
+        note: Some(truncate(
+            &format!(
+                "the domain now covers all users of its directory; {} ContinuityUsers removed: {}",
+                removed.len(),
+                coverage::named(removed)
+            ),
+            1000,
+        )),
+        action: "ChangeScope".into(),
+        secondary: None,
+    };
+    match recorder.publish(&event, &domain.object_ref(&())).await {
+        Ok(()) => metrics.api_write("Event", Write::Event),
+        Err(error) => warn!(%error, "cannot publish Event"),
     }
 }
 

@@ -7,6 +7,7 @@ use crate::api::conditions::{self, Desired, Status, reasons, types};
 use crate::api::domain::{
     ContinuityDomainStatus, ContinuityEvents, DomainPhase, MessageCounts, RouteTarget, RoutingStatus, UsersStatus,
 };
+use crate::coverage::{self, CONFIRM_SCOPE_ANNOTATION, ScopeCourse};
 use crate::directory;
 use crate::health::tracker::Health;
 use crate::routing::decision::{Decision, Flip};
@@ -59,6 +60,25 @@ pub struct Acted {
     pub handback: Option<Box<MessageCounts>>,
     /// The LDAP directory the users come from, if they do.
     pub directory: Option<Box<directory::Observed>>,
+    /// The scope served, and what switching to the spec's does.
+    pub scope: Box<ScopeCourse>,
+}
+
+/// `ScopeChangeNeedsConfirmation`, while the switch to `AllUsers` waits.
+fn scope_change(scope: &ScopeCourse) -> Option<Desired> {
+    let ScopeCourse::AwaitingConfirmation { would_remove } = scope else {
+        return None;
+    };
+    Some(Desired::new(
+        types::SCOPE_CHANGE_NEEDS_CONFIRMATION,
+        Status::True,
+        reasons::SCOPE_CHANGE_NEEDS_CONFIRMATION,
+        format!(
+            "spec.users.scope is AllUsers, which removes the domain's {} ContinuityUsers ({}); SelectedUsers is served until the domain is annotated {CONFIRM_SCOPE_ANNOTATION}=AllUsers",
+            would_remove.len(),
+            coverage::named(would_remove)
+        ),
+    ))
 }
 
 /// `DirectoryReachable` of a domain whose users come from LDAP, `covered` of them covered
@@ -325,6 +345,7 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         [ready, standby, primary, continuity, conflict]
             .into_iter()
             .chain(deactivating(domain, messages.as_ref()))
+            .chain(acted.and_then(|a| scope_change(&a.scope)))
             .chain(acted.and_then(|a| {
                 let observed = a.directory.as_deref()?;
                 Some(directory_reachable(observed, a.covered, &previous.conditions))
@@ -348,6 +369,7 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         // A domain that may not act covers nobody.
         Reported::Idle(_) => Some(UsersStatus::default()),
         Reported::Acted(acted) => acted.covered.map(|n| UsersStatus {
+            scope: Some(acted.scope.served()),
             covered: u32::try_from(n).unwrap_or(u32::MAX),
             without_emergency_password: u32::try_from(acted.without_password.len()).unwrap_or(u32::MAX),
             without_emergency_password_addresses: acted
@@ -554,6 +576,7 @@ mod tests {
                 refused: None,
                 handback: None,
                 directory: None,
+                scope: Box::new(ScopeCourse::Serve(crate::api::domain::UserScope::SelectedUsers)),
             }),
         }
     }

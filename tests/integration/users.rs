@@ -1,11 +1,12 @@
 //! ContinuityUser conditions: every reason a user is not covered, recovery when the cause goes
-//! away, and domains following their users' moves.
+//! away, domains following their users' moves, and the confirmed switch to `AllUsers`.
 
 use std::time::Duration;
 
+use continuity_operator::api::domain::UserScope;
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::common::*;
 
@@ -92,4 +93,85 @@ async fn changing_a_users_address_or_domain_recounts_both_domains() {
         .await;
     scene.coverage_lists("second", &[format!("renamed@{second}")]).await;
     scene.coverage_lists("first", &[]).await;
+}
+
+#[tokio::test]
+async fn switching_to_all_users_removes_the_users_only_once_confirmed() {
+    let scene = Scene::new("scope").await;
+    let mail = scene.mail.clone();
+    let [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(|u| format!("{u}@{mail}"));
+    scene.apply(&domain_yaml("d", &mail)).await;
+    scene.apply(&user_yaml("alice", "d", &alice)).await;
+    scene.apply(&user_yaml("bob", "d", &bob)).await;
+    scene.coverage_lists("d", &[alice.clone(), bob.clone()]).await;
+
+    // The switch asked for: nothing is removed, the old scope is still served, and status
+    // names who would go.
+    let all_users = format!(
+        "{}  users:\n    scope: AllUsers\n    directory:\n      static:\n        addresses: [{carol}, {dave}]\n",
+        domain_yaml("d", &mail)
+    );
+    scene.apply(&all_users).await;
+    let domains: Api<ContinuityDomain> = scene.api();
+    let waiting = reach(
+        &domains,
+        "d",
+        "ScopeChangeNeedsConfirmation",
+        "True",
+        "ScopeChangeNeedsConfirmation",
+    )
+    .await;
+    let (_, _, message) = condition(
+        &waiting.status.expect("status").conditions,
+        "ScopeChangeNeedsConfirmation",
+    )
+    .expect("the condition");
+    assert!(message.contains("2 ContinuityUsers (alice, bob)"), "{message}");
+    scene.coverage_lists("d", &[alice.clone(), bob.clone()]).await;
+    let users: Api<ContinuityUser> = scene.api();
+    assert_eq!(users.list(&ListParams::default()).await.expect("users").items.len(), 2);
+    reach(&users, "alice", "Covered", "True", "Covered").await;
+    assert_eq!(
+        events_with_reason(&scene, "ScopeChangeNeedsConfirmation").await.len(),
+        1
+    );
+
+    // Confirmed: the users go, the directory's addresses are covered, an Event names who went.
+    let patch = serde_json::json!({ "metadata": { "annotations": { "continuity.mailops.io/confirm-scope-change": "AllUsers" } } });
+    domains
+        .patch("d", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("confirming");
+    scene.coverage_lists("d", &[carol.clone(), dave.clone()]).await;
+    wait_for("the users removed", Duration::from_secs(30), || async {
+        users
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let switched = wait_for("the switch in status", Duration::from_secs(30), || async {
+        let status = domains.get("d").await.ok()?.status?;
+        (status.users.as_ref()?.scope == Some(UserScope::AllUsers)).then_some(status)
+    })
+    .await;
+    assert!(
+        condition(&switched.conditions, "ScopeChangeNeedsConfirmation").is_none(),
+        "{:?}",
+        switched.conditions
+    );
+    let changed = wait_for("the ScopeChanged Event", Duration::from_secs(30), || async {
+        events_with_reason(&scene, "ScopeChanged").await.into_iter().next()
+    })
+    .await;
+    assert!(
+        changed
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("2 ContinuityUsers removed: alice, bob")),
+        "{changed:?}"
+    );
 }

@@ -113,6 +113,11 @@ pub enum RouteTarget {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UsersStatus {
+    /// The scope users are covered by now. It follows `spec.users.scope`, except that a
+    /// switch from `SelectedUsers` to `AllUsers` that would remove ContinuityUsers waits for
+    /// the `continuity.mailops.io/confirm-scope-change` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<super::UserScope>,
     /// Number of addresses the service covers.
     pub covered: u32,
     /// Number of covered addresses without an emergency password: they receive mail on the

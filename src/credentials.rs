@@ -1,6 +1,6 @@
 //! Emergency passwords: where each covered user's comes from, and why a user has none. A
 //! ContinuityUser's own `emergencyPassword` (a Secret key) comes first; otherwise the domain's
-//! `emergencyPasswords` Secret, keyed by the address's local part. Pure: the controller reads
+//! `emergencyPasswords` Secret, keyed by the address's local part ([`shared_secret_key`]). Pure: the controller reads
 //! the Secrets and hands their data in, and hashes the [`Mailbox`]es into the
 //! [`Credentials`] the plan takes; nothing here logs or keeps a password.
 
@@ -74,6 +74,26 @@ pub fn referenced_secrets<'a>(
         .collect()
 }
 
+/// The key of `address`'s password in the domain's shared Secret: its local part, lower case,
+/// where every byte a Secret key cannot hold (anything but `a-z`, `0-9`, `.`, `_` and `-`) is
+/// written `X` and two upper-case hex digits: `bob+news` is `bobX2Bnews`, `josé` is
+/// `josXC3XA9`. Unambiguous because a lower-cased local part has no upper-case letters;
+/// the usual local parts (`alice`, `john.doe`, `jane_doe`) are their own keys.
+pub fn shared_secret_key(address: &str) -> String {
+    let local = address
+        .rsplit_once('@')
+        .map_or(address, |(local, _)| local)
+        .to_ascii_lowercase();
+    let mut key = String::with_capacity(local.len());
+    for byte in local.bytes() {
+        match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => key.push(char::from(byte)),
+            other => key.push_str(&format!("X{other:02X}")),
+        }
+    }
+    key
+}
+
 /// The emergency password of `address`, whose ContinuityUser (if it has one) is `user`.
 pub fn password_for(
     domain: &ContinuityDomain,
@@ -86,10 +106,7 @@ pub fn password_for(
         &domain.spec.emergency_passwords,
     ) {
         (Some(own), _) => (own.name.clone(), own.key.clone()),
-        (None, Some(shared)) => (
-            shared.secret_ref.name.clone(),
-            address.split('@').next().unwrap_or_default().to_owned(),
-        ),
+        (None, Some(shared)) => (shared.secret_ref.name.clone(), shared_secret_key(address)),
         (None, None) => return Err(Missing::NotConfigured),
     };
     let Some(Some(data)) = secrets.get(&secret) else {
@@ -181,6 +198,27 @@ pub fn mailboxes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_local_part_has_a_valid_secret_key() {
+        assert_eq!(shared_secret_key("alice@example.com"), "alice");
+        assert_eq!(shared_secret_key("John.Doe@example.com"), "john.doe");
+        assert_eq!(shared_secret_key("jane_doe-2@example.com"), "jane_doe-2");
+        assert_eq!(shared_secret_key("bob+news@example.com"), "bobX2Bnews");
+        assert_eq!(shared_secret_key("o'brien@example.com"), "oX27brien");
+        assert_eq!(shared_secret_key("josé@example.com"), "josXC3XA9");
+        assert_eq!(shared_secret_key("\"a b\"@example.com"), "X22aX20bX22");
+        // Kubernetes' own rule for Secret keys: [-._a-zA-Z0-9]+.
+        for local in ["a!#$%&'*+/=?^`{|}~b", "ünïcødé", "x@y"] {
+            let key = shared_secret_key(&format!("{local}@example.com"));
+            assert!(
+                key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+                "{local}: {key}"
+            );
+        }
+        // Different local parts, different keys.
+        assert_ne!(shared_secret_key("aX2Bb@x"), shared_secret_key("a+b@x"));
+    }
     use crate::api::domain::{EmergencyPasswords, LocalObjectReference};
     use crate::api::user::SecretKeySelector;
     use crate::coverage::resolve;

@@ -66,10 +66,20 @@ pub fn addresses_of(values: impl IntoIterator<Item = String>, domain: &str) -> B
             };
             let address = normalize(address);
             let local = address.rsplit_once('@').map(|(local, _)| local)?;
-            (!local.is_empty() && in_domain(&address, domain) && !address.chars().any(char::is_whitespace))
-                .then_some(address)
+            (dot_atom(local) && in_domain(&address, domain)).then_some(address)
         })
         .collect()
+}
+
+/// Whether `local` is a dot-atom local part (RFC 5322) without `/`: what a ContinuityUser's
+/// address may hold, short of the slash that would make a directory of a mailbox path.
+fn dot_atom(local: &str) -> bool {
+    const SPECIALS: &[u8] = b"!#$%&'*+=?^_`{|}~-";
+    !local.is_empty()
+        && local.len() <= 64
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(|b| b.is_ascii_alphanumeric() || SPECIALS.contains(&b)))
 }
 
 #[cfg(test)]
@@ -88,12 +98,17 @@ mod tests {
             "@example.com",
             "not an address",
             " erin@example.com ",
+            "a/b@example.com",
+            "..@example.com",
+            "\"quoted\"@example.com",
+            "bob+news@example.com",
         ]
         .map(String::from);
         assert_eq!(
             addresses_of(values, "example.com").into_iter().collect::<Vec<_>>(),
             [
                 "alice@example.com",
+                "bob+news@example.com",
                 "bob@example.com",
                 "bobby@example.com",
                 "erin@example.com"

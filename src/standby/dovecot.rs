@@ -50,6 +50,12 @@ log_path = /dev/stderr
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# Besides Dovecot's default letters, digits and .-_@: what else local parts commonly hold
+# (bob+news@…). Not $ % {{ }} |: Dovecot's own configuration syntax.
+auth_username_chars = abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_@+=!#&'*?^~
+# A + is part of the address (bob+news@ is a user of its own), not a detail to strip: with
+# Dovecot's default delimiter, LMTP would look up bob@ and bounce the mail.
+recipient_delimiter =
 mail_location = maildir:{data}/store/%d/%n
 mail_uid = {user}
 mail_gid = {user}
@@ -154,6 +160,14 @@ mod tests {
                 password_hash: None,
             },
         ]
+    }
+
+    #[test]
+    fn a_plus_is_part_of_the_user_name() {
+        let conf = dovecot_conf("example.com", 30);
+        assert!(conf.contains("\nrecipient_delimiter =\n"), "LMTP must not strip +news");
+        assert!(conf.contains("auth_username_chars = abc"), "bob+news logs in");
+        assert!(conf.contains("0123456789.-_@+=!#&'*?^~\n"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::ListParams;
 
 use crate::common::*;
-use crate::mailstack::{MailStack, deliver, recipients, rendered};
+use crate::mailstack::{MailStack, deliver, recipients, rendered, wait_for_subject};
 use crate::slapd::{READER_DN, READER_PASSWORD, SUFFIX, Slapd, ldif, person};
 
 const PEOPLE: usize = 300;
@@ -36,7 +36,7 @@ fn directory_domain(mail: &str, url: &str, ldap_extra: &str, exclude: &[&str]) -
 }
 
 /// `PEOPLE` people of `mail` (`u000@…`), the first with an alias of the domain and one of
-/// another, and ten people of another domain.
+/// another, `bob+news@…`, and ten people of another domain.
 fn directory_of(mail: &str) -> String {
     let mut entries = String::new();
     for i in 0..PEOPLE {
@@ -48,6 +48,7 @@ fn directory_of(mail: &str) -> String {
         let aliases: Vec<&str> = aliases.iter().map(String::as_str).collect();
         entries.push_str(&person(&uid, &format!("{uid}@{mail}"), &aliases));
     }
+    entries.push_str(&person("bobnews", &format!("bob+news@{mail}"), &[]));
     for i in 0..10 {
         entries.push_str(&person(&format!("o{i}"), &format!("o{i}@elsewhere.example.org"), &[]));
     }
@@ -78,22 +79,38 @@ async fn an_ldap_directory_decides_who_is_covered_and_a_failing_one_shrinks_noth
     let mail = scene.mail.clone();
     let mut slapd = Slapd::start(&directory_of(&mail)).await;
     scene.apply(&bind_secret_yaml(READER_PASSWORD)).await;
-    let excluded = format!("u002@{mail}");
+    // Emergency passwords for two of them, in the domain's shared Secret, keyed by local
+    // part (`bob+news` encoded as the README says).
     scene
-        .apply(&directory_domain(&mail, &slapd.url(false), "", &[&excluded]))
+        .apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: shared\nstringData:\n  u000: u000-emergency\n  bobX2Bnews: bob-emergency\n")
+        .await;
+    let excluded = format!("u002@{mail}");
+    let passwords = "  emergencyPasswords:\n    secretRef:\n      name: shared\n";
+    scene
+        .apply(&(directory_domain(&mail, &slapd.url(false), "", &[&excluded]) + passwords))
         .await;
 
     // Coverage: every address of the domain the directory lists, the alias too, minus the
     // excluded one; nobody of the other domain.
     let mut expected: Vec<String> = (0..PEOPLE).map(|i| format!("u{i:03}@{mail}")).collect();
     expected.push(format!("first@{mail}"));
+    expected.push(format!("bob+news@{mail}"));
     expected.retain(|a| *a != excluded);
     expected.sort();
     scene.coverage_lists("d", &expected).await;
     let domains: Api<ContinuityDomain> = scene.api();
     directory_says(&domains, "True", "DirectoryRead", &slapd.ip.to_string()).await;
-    let covered = domains.get("d").await.expect("the domain").status.and_then(|s| s.users);
-    assert_eq!(covered.map(|u| u.covered), Some(expected.len() as u32));
+    // Everyone else has no emergency password: counted, the first 50 named.
+    let users = domains
+        .get("d")
+        .await
+        .expect("the domain")
+        .status
+        .and_then(|s| s.users)
+        .expect("users in status");
+    assert_eq!(users.covered, expected.len() as u32);
+    assert_eq!(users.without_emergency_password, expected.len() as u32 - 2);
+    assert_eq!(users.without_emergency_password_addresses.len(), 50);
 
     // The rendered recipient map in a real Postfix accepts exactly those.
     let files = rendered(&scene, "d", "the directory's users in the recipient map", |f| {
@@ -101,6 +118,15 @@ async fn an_ldap_directory_decides_who_is_covered_and_a_failing_one_shrinks_noth
     })
     .await;
     let stack = MailStack::start(&files).await;
+    // The directory users with a password log in to the mailbox (real Dovecot).
+    for (user, password) in [
+        (format!("u000@{mail}"), "u000-emergency"),
+        (format!("bob+news@{mail}"), "bob-emergency"),
+    ] {
+        let (code, transcript) = deliver(stack.smtp, &user, "for a directory user");
+        assert_eq!(code, 250, "{transcript}");
+        wait_for_subject(stack.imap, &user, password, "for a directory user").await;
+    }
     for (address, wanted) in [
         (format!("u000@{mail}"), 250),
         (format!("first@{mail}"), 250),
@@ -197,7 +223,7 @@ async fn ldaps_and_starttls_with_a_private_ca_and_a_refused_bind_that_leaks_noth
         .apply(&directory_domain(&mail, &slapd.url(true), &ldaps, &[]))
         .await;
     directory_says(&domains, "True", "DirectoryRead", &format!("{}:636", slapd.ip)).await;
-    let covered = PEOPLE + 1;
+    let covered = PEOPLE + 2;
     wait_for("the directory's users covered", Duration::from_secs(30), || async {
         let users = domains.get("d").await.ok()?.status?.users?;
         (users.covered == covered as u32).then_some(())

@@ -184,7 +184,9 @@ pub struct LocalObjectReference {
 pub struct EmergencyPasswords {
     /// Secret in this namespace whose keys are the local parts of addresses (`alice` for
     /// `alice@example.com`) and whose values are the users' emergency passwords (UTF-8; one
-    /// trailing newline is ignored). A ContinuityUser's own `emergencyPassword` takes
+    /// trailing newline is ignored). A key is the local part in lower case, each byte other
+    /// than `a-z`, `0-9`, `.`, `_` and `-` written `X` and two upper-case hex digits
+    /// (`bobX2Bnews` for `bob+news@…`). A ContinuityUser's own `emergencyPassword` takes
     /// precedence. The standby stores only SHA512-CRYPT hashes of them.
     pub secret_ref: LocalObjectReference,
 }

@@ -65,10 +65,8 @@ fn served_before(domain: &ContinuityDomain) -> Option<UserScope> {
 
 fn switch_confirmed(domain: &ContinuityDomain) -> bool {
     domain
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIRM_SCOPE_ANNOTATION))
+        .annotations()
+        .get(CONFIRM_SCOPE_ANNOTATION)
         .is_some_and(|v| v == "AllUsers")
 }
 
@@ -419,20 +417,17 @@ mod tests {
         // Without users there is nothing to confirm.
         assert_eq!(scope_course(&domain, &[]), ScopeCourse::Serve(UserScope::AllUsers));
 
-        domain
-            .metadata
-            .annotations
-            .get_or_insert_default()
-            .insert(CONFIRM_SCOPE_ANNOTATION.into(), "SelectedUsers".into());
+        let confirm = |domain: &mut ContinuityDomain, scope: &str| {
+            domain
+                .annotations_mut()
+                .insert(CONFIRM_SCOPE_ANNOTATION.into(), scope.into());
+        };
+        confirm(&mut domain, "SelectedUsers");
         assert!(
             matches!(scope_course(&domain, &users), ScopeCourse::AwaitingConfirmation { .. }),
             "names another scope"
         );
-        domain
-            .metadata
-            .annotations
-            .get_or_insert_default()
-            .insert(CONFIRM_SCOPE_ANNOTATION.into(), "AllUsers".into());
+        confirm(&mut domain, "AllUsers");
         let confirmed = scope_course(&domain, &users);
         assert_eq!(
             confirmed,

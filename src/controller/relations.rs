@@ -159,18 +159,17 @@ fn reach(ctx: &Context, via: Via, touched: &Touched) -> Vec<Reached> {
     let indexes = &ctx.indexes;
     match (via, &touched.secret) {
         (Via::Itself | Via::UsersByDomain, _) => touched.domains.iter().cloned().map(domain).collect(),
-        (Via::DomainsBySecret, Some(secret)) => indexes
-            .domains_by_secret
-            .get(secret)
-            .into_iter()
-            .map(|d| domain((d.namespace.unwrap_or_default(), d.name)))
-            .collect(),
-        (Via::DomainsByBindSecret, Some(secret)) => indexes
-            .domains_by_bind_secret
-            .get(secret)
-            .into_iter()
-            .map(|d| domain((d.namespace.unwrap_or_default(), d.name)))
-            .collect(),
+        (Via::DomainsBySecret | Via::DomainsByBindSecret, Some(secret)) => {
+            let index = match via {
+                Via::DomainsBySecret => &indexes.domains_by_secret,
+                _ => &indexes.domains_by_bind_secret,
+            };
+            index
+                .get(secret)
+                .into_iter()
+                .map(|d| domain((d.namespace.unwrap_or_default(), d.name)))
+                .collect()
+        }
         (Via::UsersBySecret, Some(secret)) => indexes
             .users_by_secret
             .get(secret)

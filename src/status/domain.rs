@@ -17,6 +17,7 @@ use crate::validation::Idle;
 use crate::validation::claims::ClaimOutcome;
 use crate::validation::rules::{self, Violation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
 
 /// How many addresses without an emergency password status names (it counts them all).
 pub const WITHOUT_PASSWORD_LISTED: usize = 50;
@@ -133,10 +134,8 @@ pub const FORCE_DELETE_ANNOTATION: &str = "continuity.mailops.io/force-delete";
 /// Whether the domain's deletion is forced past the mail it still holds.
 pub fn force_delete(domain: &ContinuityDomain) -> bool {
     domain
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(FORCE_DELETE_ANNOTATION))
+        .annotations()
+        .get(FORCE_DELETE_ANNOTATION)
         .is_some_and(|v| v == "true")
 }
 

@@ -708,3 +708,15 @@ pub fn metric_sum(body: &str, family: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A loopback address (127.a.b.c, never in 127.0.0.0/16) that no other server of any test
+/// process uses at the same time: from this process's id and a counter. For servers that
+/// cannot listen on port 0 and report the port (slapd), or that need an address of their own.
+pub fn own_loopback_address() -> std::net::Ipv4Addr {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let [a, b] = [1 + (pid % 254), (pid / 254) % 256].map(|x| u8::try_from(x).unwrap_or(1));
+    let c = u8::try_from(2 + n % 250).unwrap_or(2);
+    std::net::Ipv4Addr::new(127, a, b, c)
+}

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use continuity_operator::handback::settings::{self, HandBackSettings};
@@ -29,7 +28,7 @@ use continuity_operator::standby::{CONFIG_FILES, PASSWD_KEY, layout};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 
-use crate::common::{Scene, unique, wait_for};
+use crate::common::{Scene, own_loopback_address, unique, wait_for};
 
 /// The Postfix container's capabilities (see the mail StatefulSet's builder).
 const POSTFIX_CAPABILITIES: &str = "-all,+chown,+dac_override,+fowner,+setgid,+setuid";
@@ -311,18 +310,6 @@ fn terminate(child: Option<Child>) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// A loopback address (127.a.b.c, never in 127.0.0.0/16) that no other stack of any test
-/// process uses at the same time: from this process's id and a counter.
-/// A loopback address no other server of this test process uses (127.a.b.c).
-pub fn own_loopback_address() -> Ipv4Addr {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let pid = std::process::id();
-    let [a, b] = [1 + (pid % 254), (pid / 254) % 256].map(|x| u8::try_from(x).unwrap_or(1));
-    let c = u8::try_from(2 + n % 250).unwrap_or(2);
-    Ipv4Addr::new(127, a, b, c)
 }
 
 /// Replaces a file at once (write then rename), as the kubelet swaps a volume's files, so a

@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::common::wait_for;
-use crate::mailstack::own_loopback_address;
+use crate::common::{own_loopback_address, wait_for};
 use crate::peers::PrivateCa;
 
 pub const SUFFIX: &str = "dc=example,dc=com";

@@ -186,13 +186,17 @@ pub async fn read(
         .map_err(|e| failed(Step::Connect, e.to_string()))?;
     let (query, bind) = (query.clone(), bind.cloned());
     let server = query.server();
-    // Its own task: ldap3 panics on an entry it cannot parse.
-    let session = tokio::spawn(async move { search(&query, bind.as_ref(), stream).await });
-    match timeout_at(deadline, session).await {
-        Err(_) => Err(failed(
-            Step::Search,
-            format!("reading {server} took longer than the timeout"),
-        )),
+    // Its own task: ldap3 panics on an entry it cannot parse. Aborted at the deadline, so a
+    // directory that trickles its answer cannot keep reads piling up.
+    let mut session = tokio::spawn(async move { search(&query, bind.as_ref(), stream).await });
+    match timeout_at(deadline, &mut session).await {
+        Err(_) => {
+            session.abort();
+            Err(failed(
+                Step::Connect,
+                format!("{server} did not answer within the timeout"),
+            ))
+        }
         Ok(Err(_)) => Err(failed(
             Step::Search,
             format!("{server} sent an entry that could not be parsed"),

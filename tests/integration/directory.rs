@@ -2,8 +2,8 @@
 //! coverage is the directory's addresses of the domain (aliases too) minus `exclude`, and a
 //! real Postfix running the rendered configuration accepts exactly those; a directory that
 //! stops answering keeps coverage (also across an operator restart) and says so once; a
-//! changed entry reaches the recipient map; LDAPS and StartTLS with a private CA; a refused
-//! bind is reported without the password.
+//! changed entry reaches the recipient map; LDAPS and StartTLS with a private CA; a hung
+//! directory costs a read its timeout; a refused bind is reported without the password.
 
 use std::time::Duration;
 
@@ -235,6 +235,18 @@ async fn ldaps_and_starttls_with_a_private_ca_and_a_refused_bind_that_leaks_noth
     scene
         .apply(&directory_domain(&mail, &slapd.url(false), &starttls, &[]))
         .await;
+    directory_says(&domains, "True", "DirectoryRead", &format!("{}:389", slapd.ip)).await;
+
+    // A hung directory (it accepts and never answers) costs a read its timeout, no more.
+    slapd.signal("STOP");
+    directory_says(
+        &domains,
+        "False",
+        "DirectoryUnreachable",
+        "did not answer within the timeout",
+    )
+    .await;
+    slapd.signal("CONT");
     directory_says(&domains, "True", "DirectoryRead", &format!("{}:389", slapd.ip)).await;
 
     // Without the CA bundle the certificate is not trusted: the directory counts as

@@ -149,6 +149,17 @@ impl Slapd {
         );
     }
 
+    /// Freezes (`STOP`) or thaws (`CONT`) the server: connections are accepted by the kernel
+    /// and never answered, as by a hung directory.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("slapd running");
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
     /// Stops the server, as a crashed or unreachable directory.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -186,6 +186,16 @@ pub struct Config {
     /// `continuity.mailops.io/allowed-domains` grants (`on`), or any (`off`: one tenant only).
     #[arg(long, env = "DOMAIN_GRANTS", value_enum, default_value_t = Switch::On)]
     pub domain_grants: Switch,
+
+    /// Directory holding the admission webhook's serving certificate (`tls.crt`, `tls.key`,
+    /// as a mounted `kubernetes.io/tls` Secret; renewed files are picked up). Without it, no
+    /// webhook is served.
+    #[arg(long, env = "WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<std::path::PathBuf>,
+
+    /// Address the admission webhook listens on (HTTPS).
+    #[arg(long, env = "WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: SocketAddr,
 }
 
 impl Config {

@@ -59,7 +59,7 @@ pub fn scope_course(domain: &ContinuityDomain, users: &[&ContinuityUser]) -> Sco
 }
 
 /// The scope the domain's status says it served.
-fn served_before(domain: &ContinuityDomain) -> Option<UserScope> {
+pub fn served_before(domain: &ContinuityDomain) -> Option<UserScope> {
     domain.status.as_ref()?.users.as_ref()?.scope
 }
 

@@ -31,6 +31,7 @@ pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod validation;
+pub mod webhook;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -15,6 +15,7 @@ use continuity_operator::http;
 use continuity_operator::leader::{LeaderElector, Timing};
 use continuity_operator::readiness::{Phase, Readiness};
 use continuity_operator::telemetry::{Metrics, logging};
+use continuity_operator::webhook::{self, Webhook};
 use continuity_operator::{Result, shutdown};
 
 #[tokio::main]
@@ -50,6 +51,24 @@ async fn run(config: Config) -> Result<()> {
         .lease_namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
+    let gateway_namespace = config
+        .transport_map_namespace
+        .clone()
+        .unwrap_or_else(|| lease_namespace.clone());
+    let environment = config.environment(&gateway_namespace)?;
+    if let Some(dir) = &config.webhook_cert_dir {
+        // Every replica answers admission requests, leading or not.
+        let tls = webhook::certs::ReloadingCert::load(dir)?.server_config()?;
+        let webhook = Webhook::new(
+            client.clone(),
+            environment.clone(),
+            config.domain_grants == Switch::On,
+            metrics.clone(),
+        );
+        let (_, serve) = webhook::bind(config.webhook_addr, tls, webhook.clone()).await?;
+        tokio::spawn(serve);
+        tokio::spawn(webhook.watch_claims());
+    }
     let identity = config.identity.clone().unwrap_or_else(default_identity);
     let mut elector = LeaderElector::new(
         Api::<Lease>::namespaced(client.clone(), &lease_namespace),
@@ -69,10 +88,6 @@ async fn run(config: Config) -> Result<()> {
     }
     metrics.set_leader(true);
 
-    let gateway_namespace = config
-        .transport_map_namespace
-        .clone()
-        .unwrap_or_else(|| lease_namespace.clone());
     let transport_map =
         (!config.transport_map_name.is_empty()).then(|| (gateway_namespace.clone(), config.transport_map_name.clone()));
     let settings = Settings {
@@ -80,7 +95,7 @@ async fn run(config: Config) -> Result<()> {
         concurrency: config.max_concurrent_reconciles,
         resync: config.resync_interval,
         identity,
-        environment: config.environment(&gateway_namespace)?,
+        environment,
         status_heartbeat: config.status_heartbeat,
         probe_helo: config.probe_helo_name.clone().unwrap_or_else(host_name),
         max_concurrent_probes: config.max_concurrent_probes,

@@ -29,6 +29,12 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdmissionLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FlipLabels {
     to: &'static str,
 }
@@ -67,6 +73,7 @@ pub struct Metrics {
     widespread_failure: Gauge,
     failover_holds: Counter,
     directory_reads: Family<ResultLabels, Counter>,
+    admissions: Family<AdmissionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -136,6 +143,12 @@ impl Default for Metrics {
             "Times failovers were held because many primaries failed at once",
             failover_holds.clone(),
         );
+        let admissions = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "webhook_admissions",
+            "Admission requests the validating webhook answered, by kind and result (allowed, warned, denied, error)",
+            admissions.clone(),
+        );
         let directory_reads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "directory_reads",
@@ -145,6 +158,7 @@ impl Default for Metrics {
         Self {
             registry,
             directory_reads,
+            admissions,
             reconciliations,
             reconcile_errors,
             reconcile_duration,
@@ -197,6 +211,11 @@ impl Metrics {
     }
 
     /// Records one directory read.
+    /// Counts one admission request the webhook answered.
+    pub fn admitted(&self, kind: &'static str, result: &'static str) {
+        self.admissions.get_or_create(&AdmissionLabels { kind, result }).inc();
+    }
+
     pub fn directory_read(&self, result: &'static str) {
         self.directory_reads.get_or_create(&ResultLabels { result }).inc();
     }

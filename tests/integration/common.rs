@@ -529,18 +529,29 @@ impl Operator {
         if let Some(addr) = self.http.get() {
             return *addr;
         }
-        let addr = wait_for(
-            "the operator to report its HTTP address",
+        let addr = self.logged_address("serving /healthz").await;
+        *self.http.get_or_init(|| addr)
+    }
+
+    /// The address the operator serves its admission webhook on (HTTPS), from its log.
+    pub async fn webhook(&self) -> std::net::SocketAddr {
+        self.logged_address("serving the admission webhook").await
+    }
+
+    /// The `addr=` of the first log line containing `marker` (servers bind port 0 and say
+    /// where they listen).
+    async fn logged_address(&self, marker: &str) -> std::net::SocketAddr {
+        wait_for(
+            &format!("the operator to log {marker:?} with its address"),
             Duration::from_secs(30),
             || async {
                 let log = self.log_text();
-                let line = log.lines().find(|l| l.contains("serving /healthz"))?;
+                let line = log.lines().find(|l| l.contains(marker))?;
                 let plain = strip_ansi(line);
                 plain.split_once("addr=")?.1.split_whitespace().next()?.parse().ok()
             },
         )
-        .await;
-        *self.http.get_or_init(|| addr)
+        .await
     }
 
     /// GET `path` on the operator's HTTP endpoint: (status code, body).

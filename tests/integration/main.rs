@@ -22,3 +22,4 @@ mod slapd;
 mod standby;
 mod tenancy;
 mod users;
+mod webhook;

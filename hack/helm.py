@@ -4,6 +4,7 @@ tests use real Helm without a helm binary.
 
   helm.py lint CHART
   helm.py install RELEASE CHART --namespace NS --kubeconfig FILE [--values JSON] [--take-ownership]
+  helm.py upgrade RELEASE CHART --namespace NS --kubeconfig FILE [--values JSON]
   helm.py uninstall RELEASE --namespace NS --kubeconfig FILE
 
 Prints one JSON object; exits 1 when Helm reports a failure.
@@ -59,6 +60,15 @@ async def install(args):
     return True, {"name": args.release, "status": info.get("status")}
 
 
+async def upgrade(args):
+    config = helm_sdkpy.Configuration(namespace=args.namespace, kubeconfig=args.kubeconfig)
+    release = await helm_sdkpy.Upgrade(config).run(
+        args.release, args.chart, values=json.loads(args.values), wait=False, timeout=120
+    )
+    info = release.get("info", {}) if isinstance(release, dict) else {}
+    return True, {"name": args.release, "status": info.get("status")}
+
+
 async def uninstall(args):
     config = helm_sdkpy.Configuration(namespace=args.namespace, kubeconfig=args.kubeconfig)
     await helm_sdkpy.Uninstall(config).run(args.release, wait=False, timeout=120)
@@ -71,12 +81,13 @@ def main():
     p = commands.add_parser("lint")
     p.add_argument("chart")
     p.set_defaults(run=lint)
-    for name, run in (("install", install), ("uninstall", uninstall)):
+    for name, run in (("install", install), ("upgrade", upgrade), ("uninstall", uninstall)):
         p = commands.add_parser(name)
         p.add_argument("release")
-        if name == "install":
+        if name in ("install", "upgrade"):
             p.add_argument("chart")
             p.add_argument("--values", default="{}")
+        if name == "install":
             p.add_argument("--take-ownership", action="store_true")
         p.add_argument("--namespace", required=True)
         p.add_argument("--kubeconfig", required=True)

@@ -1,13 +1,16 @@
-//! The operator as a provider installs it: a pod from the chart, with its ServiceAccount.
+//! The operator as a provider installs it: a pod from the chart, with its ServiceAccount and
+//! its admission webhook.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 
-use crate::common::{client, wait_for};
+use continuity_operator::api::ContinuityDomain;
+
+use crate::common::{client, mail_domain, namespace, wait_for};
 use crate::world::pod_ready;
 
 const NAMESPACE: &str = "continuity-system";
@@ -76,4 +79,36 @@ async fn the_operator_runs_as_a_pod_holds_the_lease_and_serves_metrics() {
     })
     .await;
     assert!(body.contains("continuity_leader 1"), "{body}");
+}
+
+/// The webhook as the chart installs it: the API server reaches the operator pod through the
+/// webhook Service, trusting the chart's generated CA, and refuses what this API server's
+/// schema lets through (Kubernetes 1.20 drops the CRD's CEL rules).
+#[tokio::test]
+async fn the_chart_installed_webhook_refuses_a_spec_the_operator_would_not_act_on() {
+    let client = client().await;
+    let tenant = namespace(&client, "e2e-webhook").await;
+    let domain: ContinuityDomain = serde_saphyr::from_str(&format!(
+        "apiVersion: continuity.mailops.io/v1alpha1\nkind: ContinuityDomain\nmetadata:\n  name: hasty\nspec:\n  domain: {}\n  primary:\n    host: mx.example.test\n  healthCheck:\n    periodSeconds: 2\n    timeoutSeconds: 5\n",
+        mail_domain("hasty")
+    ))
+    .expect("valid YAML");
+    let domains: Api<ContinuityDomain> = Api::namespaced(client.clone(), &tenant);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    // Until the operator pod is Ready, the Service has no endpoint and Ignore admits.
+    let refusal = wait_for("the webhook to refuse", Duration::from_secs(180), || async {
+        match domains.create(&dry_run, &domain).await {
+            Err(kube::Error::Api(status)) => Some(status.message),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(
+        refusal.contains("admission webhook \"domains.continuity.mailops.io\" denied the request")
+            && refusal.contains("timeoutSeconds must not exceed periodSeconds"),
+        "{refusal}"
+    );
 }

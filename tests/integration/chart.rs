@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use kube::config::Kubeconfig;
@@ -57,9 +58,22 @@ fn chart() -> String {
 }
 
 fn install(release: &str, namespace: &str, values: serde_json::Value, take_ownership: bool) {
+    let mut extra = Vec::new();
+    if take_ownership {
+        extra.push("--take-ownership");
+    }
+    release_chart("install", release, namespace, &values, &extra);
+}
+
+fn upgrade(release: &str, namespace: &str, values: serde_json::Value) {
+    release_chart("upgrade", release, namespace, &values, &[]);
+}
+
+/// `helm install` or `helm upgrade` of the chart.
+fn release_chart(command: &str, release: &str, namespace: &str, values: &serde_json::Value, extra: &[&str]) {
     let (chart, kubeconfig, values) = (chart(), kubeconfig().display().to_string(), values.to_string());
     let mut args = vec![
-        "install",
+        command,
         release,
         &chart,
         "--namespace",
@@ -69,11 +83,9 @@ fn install(release: &str, namespace: &str, values: serde_json::Value, take_owner
         "--values",
         &values,
     ];
-    if take_ownership {
-        args.push("--take-ownership");
-    }
+    args.extend(extra);
     let (ok, output) = helm(&args);
-    assert!(ok, "helm install failed: {output}");
+    assert!(ok, "helm {command} failed: {output}");
 }
 
 fn uninstall(release: &str, namespace: &str) {
@@ -287,14 +299,31 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
     ];
     check_access(&client, account, &expectations).await;
 
-    // The operator, authenticated as the chart's ServiceAccount, does its whole job.
+    // The webhook is registered for the reconciled namespace, trusting the CA of the Secret
+    // the operator serves from; an upgrade keeps that CA.
+    let certs = webhook_certificate(&client, &release_ns, &fullname, &tenant).await;
+    upgrade(&release, &release_ns, serde_json::json!({ "watchNamespace": tenant }));
+    let kept = webhook_certificate(&client, &release_ns, &fullname, &tenant).await;
+    assert_eq!(certs.ca, kept.ca, "an upgrade keeps the webhook's CA");
+
+    // The operator, authenticated as the chart's ServiceAccount, does its whole job, and
+    // serves the webhook with the chart's certificate, for the Service's name.
     let sa_kubeconfig = service_account_kubeconfig(&client, account).await;
-    let operator = Operator::start(OperatorOptions {
+    let cert_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("chart-webhook-tls"));
+    std::fs::create_dir_all(&cert_dir).expect("a certificate directory");
+    std::fs::write(cert_dir.join("tls.crt"), &certs.cert).expect("tls.crt");
+    std::fs::write(cert_dir.join("tls.key"), &certs.key).expect("tls.key");
+    let mut options = OperatorOptions {
         kubeconfig: sa_kubeconfig,
         lease_name: lease_name.clone(),
         lease_namespace: Some(release_ns.clone()),
         ..OperatorOptions::scoped(&tenant)
-    });
+    };
+    options.args.push(format!("--webhook-cert-dir={}", cert_dir.display()));
+    options.args.push("--webhook-addr=127.0.0.1:0".into());
+    let operator = Operator::start(options);
+    let service_name = format!("{fullname}-webhook.{release_ns}.svc");
+    handshake(operator.webhook().await, &certs.ca, &service_name).await;
     let mail = mail_domain("chart");
     apply_yaml(&client, &tenant, &domain_yaml("d", &mail)).await;
     apply_yaml(&client, &tenant, &user_yaml("u", "d", &format!("u@{mail}"))).await;
@@ -390,7 +419,9 @@ async fn a_cluster_wide_install_grants_every_namespace_but_deletes_nothing() {
     install(
         &release,
         &release_ns,
-        serde_json::json!({ "crds": { "install": false }, "replicaCount": 2 }),
+        // Registered for every namespace, a webhook nobody serves here would slow down every
+        // test running beside this one.
+        serde_json::json!({ "crds": { "install": false }, "replicaCount": 2, "webhook": { "enabled": false } }),
         false,
     );
     let account = (release_ns.as_str(), fullname.as_str());
@@ -419,6 +450,80 @@ async fn a_cluster_wide_install_grants_every_namespace_but_deletes_nothing() {
         .expect("the operator Deployment");
     assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
     uninstall(&release, &release_ns);
+}
+
+/// The webhook's certificate as the chart made it (PEM).
+struct WebhookCertificate {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+/// Checks the chart's ValidatingWebhookConfiguration (both kinds, through the Service, the
+/// reconciled namespace only, failurePolicy Ignore) and returns the Secret it trusts.
+async fn webhook_certificate(client: &Client, namespace: &str, fullname: &str, tenant: &str) -> WebhookCertificate {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(&format!("{fullname}-webhook-tls"))
+        .await
+        .expect("the webhook's certificate Secret");
+    let data = secret.data.unwrap_or_default();
+    let field = |key: &str| String::from_utf8(data.get(key).map(|b| b.0.clone()).unwrap_or_default()).expect("PEM");
+    let certificate = WebhookCertificate {
+        ca: field("ca.crt"),
+        cert: field("tls.crt"),
+        key: field("tls.key"),
+    };
+    let configuration = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .get(&format!("{fullname}-webhook"))
+        .await
+        .expect("the ValidatingWebhookConfiguration");
+    let hooks = configuration.webhooks.unwrap_or_default();
+    let names: Vec<&str> = hooks.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["domains.continuity.mailops.io", "users.continuity.mailops.io"]);
+    for hook in &hooks {
+        let ca = hook
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        assert_eq!(ca.as_deref(), Some(certificate.ca.as_str()), "{}: caBundle", hook.name);
+        let service = hook.client_config.service.as_ref().expect("a Service reference");
+        assert_eq!(service.name, format!("{fullname}-webhook"));
+        assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
+        let selected = hook
+            .namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .and_then(|labels| labels.get("kubernetes.io/metadata.name"));
+        assert_eq!(selected.map(String::as_str), Some(tenant), "{}", hook.name);
+    }
+    certificate
+}
+
+/// Completes a TLS handshake with `addr`, trusting only `ca_pem`, for `server_name`.
+async fn handshake(addr: std::net::SocketAddr, ca_pem: &str, server_name: &str) {
+    use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("a usable CA certificate");
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connecting to the webhook");
+    let name = ServerName::try_from(server_name.to_owned()).expect("a server name");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .unwrap_or_else(|e| panic!("the webhook's certificate does not verify for {server_name}: {e}"));
 }
 
 /// Asserts each (allowed, verb, group, resource, namespace) for the ServiceAccount.

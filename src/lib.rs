@@ -22,6 +22,7 @@ pub mod http;
 pub mod jitter;
 pub mod leader;
 pub mod plan;
+pub mod plugin;
 pub mod readiness;
 pub mod resources;
 pub mod routing;

@@ -30,6 +30,8 @@ pub struct Inputs<'a> {
     pub health: Option<&'a Health>,
     /// The covered users' accounts; `None` while they are unknown (a directory not read).
     pub credentials: Option<&'a Credentials>,
+    /// What the domain's directory last listed, if it has one and it was read.
+    pub directory: Option<&'a BTreeSet<String>>,
     /// The standby's workloads as cached.
     pub observed: Observed<'a>,
     pub heartbeat: Duration,
@@ -180,7 +182,7 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
         };
         // Configuration before the workloads that mount it.
         let configuration = [
-            Child::ConfigMap(resources::coverage::build(validated, &addresses)),
+            Child::ConfigMap(resources::coverage::build(validated, &addresses, inputs.directory)),
             Child::ConfigMap(mail::config_map(validated, standby::config_files(&settings))),
             Child::Secret(mail::passwords_secret(validated, standby::passwd_file(&settings))),
         ];
@@ -303,6 +305,7 @@ mod tests {
             &Inputs {
                 health,
                 credentials: credentials.as_ref(),
+                directory: None,
                 observed: world.observed,
                 heartbeat: Duration::from_secs(60),
                 widespread: None,

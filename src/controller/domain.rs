@@ -111,6 +111,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
         &Inputs {
             health: health.as_ref(),
             credentials: credentials.as_ref(),
+            directory: directory.as_ref().and_then(|d| d.listing()),
             observed: Observed {
                 mail: mail_set.as_deref(),
                 webmail: webmail_deployment.as_deref(),

@@ -258,7 +258,7 @@ mod tests {
             rules + children.map(|child| count_rules(child, problems)).sum::<usize>()
         }
         let mut problems = Vec::new();
-        assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 12);
+        assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 11);
         assert_eq!(problems, Vec::<String>::new());
 
         let crd = serde_json::to_value(ContinuityDomain::crd()).unwrap();

@@ -303,6 +303,12 @@ pub async fn reach<K: Conditioned>(api: &Api<K>, name: &str, type_: &str, status
     .await
 }
 
+/// Waits until domain `name` holds its switch to AllUsers for confirmation; returns it.
+pub async fn awaiting_scope_confirmation(domains: &Api<ContinuityDomain>, name: &str) -> ContinuityDomain {
+    let confirmation = "ScopeChangeNeedsConfirmation";
+    reach(domains, name, confirmation, "True", confirmation).await
+}
+
 /// A test namespace with its own operator, and a mail domain no other test uses.
 pub struct Scene {
     pub client: Client,

@@ -14,6 +14,7 @@ mod leader_election;
 mod mailstack;
 mod own_faults;
 mod peers;
+mod plugin;
 /// The one Pod Security checker, shared with the unit tests of the builders.
 #[path = "../../src/testing/pod_security.rs"]
 mod pod_security;

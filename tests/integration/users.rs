@@ -113,14 +113,7 @@ async fn switching_to_all_users_removes_the_users_only_once_confirmed() {
     );
     scene.apply(&all_users).await;
     let domains: Api<ContinuityDomain> = scene.api();
-    let waiting = reach(
-        &domains,
-        "d",
-        "ScopeChangeNeedsConfirmation",
-        "True",
-        "ScopeChangeNeedsConfirmation",
-    )
-    .await;
+    let waiting = awaiting_scope_confirmation(&domains, "d").await;
     let (_, _, message) = condition(
         &waiting.status.expect("status").conditions,
         "ScopeChangeNeedsConfirmation",

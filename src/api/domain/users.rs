@@ -10,7 +10,6 @@ use crate::api::{ADDRESS_PATTERN, OBJECT_NAME_PATTERN};
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.scope == 'AllUsers' || !has(self.directory)").message("users.directory is only used with scope AllUsers"),
     validation = Rule::new("self.scope != 'AllUsers' || has(self.directory)").message("users.directory is required with scope AllUsers"),
     validation = Rule::new("self.scope == 'AllUsers' || size(self.exclude) == 0").message("users.exclude is only used with scope AllUsers")
 )]
@@ -20,7 +19,9 @@ pub struct UserCoverage {
     #[serde(default)]
     pub scope: UserScope,
 
-    /// With scope `AllUsers`: the directory that lists the domain's addresses.
+    /// The directory that lists the domain's addresses. With scope `AllUsers` it decides who
+    /// is covered; with `SelectedUsers` it is where users are chosen from: `kubectl
+    /// continuity users add` checks addresses against it and suggests from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<Directory>,
 

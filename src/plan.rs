@@ -426,7 +426,7 @@ mod tests {
             .data
             .clone()
             .unwrap();
-        assert!(config["recipients"].contains("alice@example.com OK\n"));
+        assert!(config["recipients"].contains("alice@example.com alice@example.com\n"));
         let secret = built(&plan, |c| if let Child::Secret(s) = c { Some(s) } else { None });
         let passwd = String::from_utf8(secret.data.as_ref().unwrap()["passwd"].0.clone()).unwrap();
         assert!(passwd.starts_with("# ") && passwd.contains("alice@example.com:{SHA512-CRYPT}$6$"));
@@ -472,7 +472,7 @@ mod tests {
                 .data
                 .as_ref()
                 .unwrap()["recipients"]
-                .contains("alice@example.com OK"),
+                .contains("alice@example.com alice@example.com"),
             "she still receives mail"
         );
     }

@@ -39,7 +39,7 @@ pub const RELOAD_POLL_SECONDS: u32 = 5;
 
 /// The mail pod's configuration files: their key in the ConfigMap and their path under
 /// [`layout::CONFIG`].
-pub const CONFIG_FILES: [(&str, &str); 12] = [
+pub const CONFIG_FILES: [(&str, &str); 11] = [
     ("main.cf", "postfix/main.cf"),
     ("master.cf", "postfix/master.cf"),
     ("recipients", "postfix/recipients"),
@@ -49,7 +49,6 @@ pub const CONFIG_FILES: [(&str, &str); 12] = [
     ("transport", "postfix/transport"),
     (crate::handback::settings::KEY, crate::handback::settings::PATH),
     ("dovecot.conf", "dovecot/dovecot.conf"),
-    ("users", "dovecot/users"),
     ("run-postfix.sh", "run/postfix.sh"),
     ("run-dovecot.sh", "run/dovecot.sh"),
 ];
@@ -138,13 +137,12 @@ pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
         postfix::main_cf(&postfix_settings),
         postfix::master_cf(),
         postfix::recipients(&addresses),
-        postfix::senders(&addresses),
-        postfix::journal(&addresses),
-        postfix::handback(&addresses),
+        postfix::senders(settings.domain),
+        postfix::journal(settings.domain),
+        postfix::handback(settings.domain),
         postfix::transport(settings.domain),
         settings.handback.render(),
         dovecot::dovecot_conf(settings.domain, settings.retention_days),
-        dovecot::users(settings.accounts),
         postfix::run_script(),
         dovecot::run_script(),
     ];

@@ -106,6 +106,9 @@ async fn held_mail_reaches_the_primary_once_refusals_fail_deferrals_retry_and_jo
     // The archive: a journal copy is filed for its user and never held for the primary.
     send(&stack, &addresses::journal("alice@example.com"), "journal-1");
     wait_for_subject(stack.imap, "alice@example.com", PASSWORD, "journal-1").await;
+    // A journal address whose user is not covered is deferred, never filed.
+    let (code, transcript) = deliver(stack.smtp, &addresses::journal("mallory@example.com"), "journal-x");
+    assert_eq!(code, 450, "{transcript}");
 
     // An outage: mail for both users is accepted, filed, and held.
     for i in 0..30 {

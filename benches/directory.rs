@@ -63,6 +63,11 @@ async fn listing(query: &Query, bind: &Bind, networks: &Arc<ProbeNetworks>, reso
 
 /// The recipient map the standby would get for `addresses` (no passwords).
 fn recipient_map(addresses: &BTreeSet<String>) -> String {
+    standby_config(addresses).remove("recipients").unwrap_or_default()
+}
+
+/// Every file of the standby's configuration ConfigMap for `addresses` (no passwords).
+fn standby_config(addresses: &BTreeSet<String>) -> std::collections::BTreeMap<String, String> {
     let accounts: Vec<Account> = addresses
         .iter()
         .map(|address| Account {
@@ -85,8 +90,6 @@ fn recipient_map(addresses: &BTreeSet<String>) -> String {
         handback: &handback,
     };
     standby::config_files(&settings)
-        .remove("recipients")
-        .unwrap_or_default()
 }
 
 #[tokio::main]
@@ -166,6 +169,15 @@ async fn main() {
         } else {
             "DOES NOT FIT"
         }
+    );
+    let whole: usize = standby_config(&held).values().map(String::len).sum();
+    let fixed: usize = standby_config(&BTreeSet::new()).values().map(String::len).sum();
+    let per_address = (whole - fixed) as f64 / held.len() as f64;
+    println!(
+        "directory: standby ConfigMap   {:.2} MiB rendered, {per_address:.0} bytes per address ({}; about {:.0} addresses fit in 1 MiB)",
+        whole as f64 / (1024.0 * 1024.0),
+        if whole <= OBJECT_LIMIT { "fits" } else { "DOES NOT FIT" },
+        (OBJECT_LIMIT - fixed) as f64 / per_address
     );
 
     // A changed entry: added to the running directory, then what the operator does at the

@@ -7,9 +7,10 @@
 #   hack/control-plane.sh build-node            the same for a node's (kubelet, kube-scheduler,
 #                                               kube-proxy, pause), used by hack/cluster.sh
 #   hack/control-plane.sh start DIR [--watch-pid PID]
-#                                               start on free loopback ports; writes DIR/kubeconfig
-#                                               and DIR/env; with --watch-pid, stops itself when
-#                                               PID exits (so a crashed test run leaves nothing)
+#                                               start on free loopback ports; writes DIR/kubeconfig,
+#                                               DIR/env and an audit log of every write request
+#                                               (DIR/logs/audit.log); with --watch-pid, stops itself
+#                                               when PID exits (so a crashed test run leaves nothing)
 #   hack/control-plane.sh stop DIR              stop what `start DIR` started, by PID
 #   hack/control-plane.sh status DIR            exit 0 when that control plane runs and answers
 #
@@ -180,6 +181,17 @@ start() {
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   echo "$token,admin,admin,system:masters" >"$dir/tokens.csv"
   openssl genrsa -out "$dir/certs/sa.key" 2048 2>/dev/null
+  # Every write request, by whom (user agent), to what: tests and the scale benchmark count
+  # the operator's writes from outside it, in DIR/logs/audit.log (JSON lines).
+  cat >"$dir/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  verbs: ["get", "list", "watch"]
+- level: Metadata
+POLICY
 
   "$BIN_DIR/etcd" --name=cp --data-dir="$dir/etcd" \
     --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
@@ -195,6 +207,8 @@ start() {
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$dir/certs/sa.key" --service-account-signing-key-file="$dir/certs/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
+    --audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/logs/audit.log" \
+    --audit-log-format=json --audit-log-maxsize=1024 --audit-log-maxbackup=1 \
     >"$dir/logs/kube-apiserver.log" 2>&1 &
   echo $! >>"$dir/pids"
 

@@ -41,3 +41,6 @@ pub use error::{Error, Result};
 
 /// The one field manager under which the operator applies every object and status.
 pub const FIELD_MANAGER: &str = "continuity-operator";
+
+/// The User-Agent of the operator's requests to the API server (its audit log names it).
+pub const USER_AGENT: &str = concat!("continuity-operator/", env!("CARGO_PKG_VERSION"));

@@ -193,13 +193,17 @@ pub fn is_subset(desired: &serde_json::Value, actual: &serde_json::Value) -> boo
     subset(desired, actual, false)
 }
 
+/// Fields an older API server drops from what it stores, so their absence is no edit:
+/// Kubernetes 1.20 (its IPv6DualStack gate off by default) drops a Service's `ipFamilies` and
+/// `ipFamilyPolicy`. Without this, such a Service would be applied again at every reconcile.
+const DROPPED_BY_OLDER_SERVERS: &[&str] = &["ipFamilies", "ipFamilyPolicy"];
+
 fn subset(desired: &serde_json::Value, actual: &serde_json::Value, quantities: bool) -> bool {
     use serde_json::Value;
     match (desired, actual) {
-        (Value::Object(wanted), Value::Object(present)) => wanted.iter().all(|(key, value)| {
-            present
-                .get(key)
-                .is_some_and(|found| subset(value, found, quantities || key == "resources"))
+        (Value::Object(wanted), Value::Object(present)) => wanted.iter().all(|(key, value)| match present.get(key) {
+            Some(found) => subset(value, found, quantities || key == "resources"),
+            None => DROPPED_BY_OLDER_SERVERS.contains(&key.as_str()),
         }),
         (Value::Array(wanted), Value::Array(present)) => {
             wanted.len() == present.len() && wanted.iter().zip(present).all(|(w, p)| subset(w, p, quantities))

@@ -686,6 +686,7 @@ pub fn probe_registration(
             networks: loopback_allowed(),
         },
         period: Duration::from_millis(period_ms),
+        fast_retry: None,
         policy: continuity_operator::health::tracker::Policy {
             failure_threshold: 3,
             success_threshold: 3,
@@ -736,4 +737,54 @@ pub fn own_loopback_address() -> std::net::Ipv4Addr {
     let [a, b] = [1 + (pid % 254), (pid / 254) % 256].map(|x| u8::try_from(x).unwrap_or(1));
     let c = u8::try_from(2 + n % 250).unwrap_or(2);
     std::net::Ipv4Addr::new(127, a, b, c)
+}
+
+/// The test control plane's audit log (hack/control-plane.sh writes one next to the
+/// kubeconfig), read from a mark onwards: the operator's writes counted from outside it.
+pub struct AuditLog {
+    path: PathBuf,
+    from: u64,
+}
+
+impl AuditLog {
+    /// From now on.
+    pub fn mark() -> AuditLog {
+        let path = kubeconfig()
+            .parent()
+            .expect("the kubeconfig's directory")
+            .join("logs/audit.log");
+        let from = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        AuditLog { path, from }
+    }
+
+    /// The operator's write requests in `namespace` since the mark (its Lease aside), counted
+    /// by resource (`services`, `continuitydomains/status`, ...) and verb.
+    pub fn operator_writes(&self, namespace: &str) -> std::collections::BTreeMap<String, usize> {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.path) {
+            let _ = file.seek(std::io::SeekFrom::Start(self.from));
+            let _ = file.read_to_string(&mut text);
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let object = &event["objectRef"];
+            let operator = event["userAgent"]
+                .as_str()
+                .is_some_and(|agent| agent.starts_with("continuity-operator/"));
+            if !operator || object["namespace"].as_str() != Some(namespace) || object["resource"] == "leases" {
+                continue;
+            }
+            let resource = match object["subresource"].as_str() {
+                Some(sub) => format!("{}/{sub}", object["resource"].as_str().unwrap_or("?")),
+                None => object["resource"].as_str().unwrap_or("?").to_owned(),
+            };
+            let verb = event["verb"].as_str().unwrap_or("?");
+            *counts.entry(format!("{resource} {verb}")).or_insert(0) += 1;
+        }
+        counts
+    }
 }

@@ -27,6 +27,9 @@ pub enum Behavior {
     Smtp(Option<Arc<ServerConfig>>),
     /// Offers STARTTLS, accepts it, then sends no TLS at all.
     BrokenTls,
+    /// Greets every n-th connection with `421` and hangs up; serves the others as
+    /// [`Behavior::Smtp`] (a primary flapping below any failure threshold above 1).
+    Flapping(usize),
 }
 
 /// A listening peer on 127.0.0.1; it stops listening when dropped (connections are then
@@ -53,11 +56,14 @@ impl Peer {
         let silent = Arc::new(AtomicBool::new(false));
         let silenced = silent.clone();
         let task = tokio::spawn(async move {
+            let mut accepted = 0usize;
             while let Ok((stream, _)) = listener.accept().await {
-                let behavior = if silenced.load(Ordering::Relaxed) {
-                    Behavior::Silent
-                } else {
-                    behavior.clone()
+                accepted += 1;
+                let behavior = match &behavior {
+                    _ if silenced.load(Ordering::Relaxed) => Behavior::Silent,
+                    Behavior::Flapping(every) if accepted.is_multiple_of(*every) => Behavior::Flapping(*every),
+                    Behavior::Flapping(_) => Behavior::Smtp(None),
+                    other => other.clone(),
                 };
                 tokio::spawn(async move {
                     let _ = serve(stream, behavior).await;
@@ -106,6 +112,10 @@ async fn serve(mut stream: tokio::net::TcpStream, behavior: Behavior) -> std::io
             let Some(tls) = tls else { return Ok(()) };
             let secured = TlsAcceptor::from(tls).accept(session.into_inner()).await?;
             converse(&mut BufReader::new(secured), false).await.map(drop)
+        }
+        Behavior::Flapping(_) => {
+            stream.write_all(b"421 peer.test too busy, try again later\r\n").await?;
+            stream.shutdown().await
         }
         Behavior::BrokenTls => {
             let mut session = BufReader::new(stream);

@@ -95,9 +95,10 @@ pub struct Config {
     #[arg(long, env = "WIDESPREAD_FAILURE_MIN_PRIMARIES", default_value_t = 10)]
     pub widespread_failure_min_primaries: usize,
 
-    /// While nothing else changes, status shows a probe time at most this old (the only
-    /// periodic status write).
-    #[arg(long, env = "STATUS_HEARTBEAT", default_value = "60s", value_parser = parse_duration)]
+    /// While nothing else changes, `status.primary` shows a probe time at most this old: the
+    /// only periodic status write, one per domain per heartbeat. `0s` turns it off (live probe
+    /// data is in the metrics either way).
+    #[arg(long, env = "STATUS_HEARTBEAT", default_value = "10m", value_parser = parse_duration)]
     pub status_heartbeat: Duration,
 
     /// Name of the ConfigMap holding the Postfix transport map of every domain; empty for none.
@@ -219,8 +220,10 @@ impl Config {
             ));
         }
         // Shorter would turn the status heartbeat into a write per probe.
-        if self.status_heartbeat < Duration::from_secs(10) {
-            return Err(Error::Config("--status-heartbeat must be at least 10s".into()));
+        if !self.status_heartbeat.is_zero() && self.status_heartbeat < Duration::from_secs(60) {
+            return Err(Error::Config(
+                "--status-heartbeat must be 0s (off) or at least 60s".into(),
+            ));
         }
         if self.max_concurrent_probes == 0 {
             return Err(Error::Config("--max-concurrent-probes must be at least 1".into()));
@@ -394,7 +397,9 @@ mod tests {
         let busy = Config::parse_from(["continuity-operator", "--resync-interval", "0s"]);
         assert!(busy.check().unwrap_err().to_string().contains("longer than zero"));
         let chatty = Config::parse_from(["continuity-operator", "--status-heartbeat", "1s"]);
-        assert!(chatty.check().unwrap_err().to_string().contains("at least 10s"));
+        assert!(chatty.check().unwrap_err().to_string().contains("at least 60s"));
+        let off = Config::parse_from(["continuity-operator", "--status-heartbeat", "0s"]);
+        assert!(off.check().is_ok(), "0s turns the heartbeat off");
         let never = Config::parse_from(["continuity-operator", "--widespread-failure-share", "0"]);
         assert!(never.check().unwrap_err().to_string().contains("above 0"));
         let servers = Config::parse_from([

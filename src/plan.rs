@@ -535,6 +535,7 @@ mod tests {
             at: Timestamp::from_second(999_999).unwrap(),
             consecutive_failures: 3,
             consecutive_successes: 0,
+            streak: 3,
         };
         let healthy_plan = planned(&domain, &[], None);
         assert_eq!(

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use super::context::{Context, backoff_key};
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::coverage::normalize;
-use crate::health::scheduler::DomainKey;
+use crate::health::{self, scheduler::DomainKey};
 use crate::validation::claims::{self, Claim};
 use crate::validation::{grants, rules};
 
@@ -275,6 +275,15 @@ impl Context {
     pub fn domain_changed(&self, event: &Event<ContinuityDomain>) {
         self.indexes.domains_by_secret.apply(event);
         self.indexes.domains_by_bind_secret.apply(event);
+        if let Event::Apply(domain) | Event::InitApply(domain) = event
+            && let Some(registration) = health::resumed(
+                domain,
+                self.settings.status_heartbeat,
+                &self.settings.environment.policy.primary_networks,
+            )
+        {
+            self.prober.register(&domain_key(domain), registration);
+        }
         match event {
             Event::Apply(domain) | Event::Delete(domain) | Event::InitApply(domain) => {
                 let touched = Touched {

@@ -33,6 +33,8 @@ use crate::telemetry::Metrics;
 pub struct Registration {
     pub target: Target,
     pub period: Duration,
+    /// Probe this soon instead while a run of results is on its way to a threshold.
+    pub fast_retry: Option<Duration>,
     pub policy: Policy,
     /// STARTTLS with certificate verification, this often, trusting these extra CAs.
     pub tls: Option<TlsCheck>,
@@ -147,6 +149,7 @@ impl Prober {
     pub fn deregister(&self, key: &DomainKey) {
         if lock(&self.registered).remove(key).is_some() {
             let _ = self.commands.send(Command::Remove(key.clone()));
+            self.metrics.primary_forgotten(key);
         }
         self.forget(|board| board.remove(key));
     }
@@ -154,7 +157,13 @@ impl Prober {
     /// Stops probing every domain not in `keep` (a relist may have missed deletions).
     pub fn retain(&self, keep: &[DomainKey]) {
         let keep: std::collections::HashSet<&DomainKey> = keep.iter().collect();
-        lock(&self.registered).retain(|key, _| keep.contains(key));
+        lock(&self.registered).retain(|key, _| {
+            let kept = keep.contains(key);
+            if !kept {
+                self.metrics.primary_forgotten(key);
+            }
+            kept
+        });
         self.forget(|board| board.retain(|key| keep.contains(key)));
         let _ = self.commands.send(Command::Retain(keep.into_iter().cloned().collect()));
     }
@@ -247,7 +256,13 @@ impl Prober {
                     if finished.tls_checked {
                         entry.tls_failing = finished.report.outcome == Outcome::Failed(ProbeFailureClass::TlsFailure);
                     }
-                    self.observe(&finished.key, &entry.registration.policy, finished.report);
+                    let health = self.observe(&finished.key, &entry.registration.policy, finished.report);
+                    if let Some(fast) = entry.registration.fast_retry
+                        && health.in_transition(&entry.registration.policy)
+                        && queue.deadline(&entry.queue_key) > Instant::now() + fast
+                    {
+                        queue.reset(&entry.queue_key, fast);
+                    }
                     if std::mem::take(&mut entry.overdue) {
                         self.launch(finished.key, entry, done_sender.clone());
                     }
@@ -342,18 +357,21 @@ impl Prober {
         });
     }
 
-    fn observe(&self, key: &DomainKey, policy: &Policy, report: Report) {
+    /// Folds a result into the board and the metrics; returns the domain's health now.
+    fn observe(&self, key: &DomainKey, policy: &Policy, report: Report) -> Health {
         self.metrics.probed(report.outcome.name(), report.latency);
         debug!(domain = ?key, outcome = report.outcome.name(), latency = ?report.latency, detail = %report.detail, "probed");
-        let (notify, woken) = {
+        let (health, notify, woken) = {
             let mut board = lock(&self.board);
-            let notify = board.record(key, report, Timestamp::now(), policy, Instant::now());
-            (notify, self.reassess(&board))
+            let (health, notify) = board.record(key, report, Timestamp::now(), policy, Instant::now());
+            (health, notify, self.reassess(&board))
         };
+        self.metrics.primary_probed(key, &health);
         if notify && !woken.contains(key) {
             (self.notify)(key);
         }
         woken.iter().for_each(|key| (self.notify)(key));
+        health
     }
 }
 
@@ -415,6 +433,7 @@ mod tests {
                 networks: Arc::default(),
             },
             period: Duration::from_secs(period),
+            fast_retry: None,
             policy: Policy {
                 failure_threshold: 3,
                 success_threshold: 3,
@@ -463,6 +482,32 @@ mod tests {
         assert_eq!(health.consecutive_successes as usize, calls);
         // The first result, the run to the success threshold, one heartbeat: not every probe.
         assert!((3..=4).contains(&lock(&notified).len()), "{:?}", lock(&notified));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failure_the_next_probes_come_at_the_fast_retry_until_the_threshold() {
+        let seen = Arc::new(Seen::default());
+        let (prober, notified) = start(4, &seen, Duration::from_millis(10));
+        let failing = Registration {
+            fast_retry: Some(Duration::from_millis(200)),
+            ..registration(2525, 10)
+        };
+        prober.register(&key("d"), failing);
+        until(|| seen.calls.load(SeqCst) == 1).await;
+        // Two more 200 ms apart reach the threshold of 3, well within one 10 s period...
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(seen.calls.load(SeqCst), 3);
+        let health = prober.health(&key("d")).expect("probed");
+        assert_eq!(health.consecutive_failures, 3);
+        // ... then the period again.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(seen.calls.load(SeqCst), 3, "at the threshold, back to the period");
+        assert_eq!(
+            lock(&notified).len(),
+            2,
+            "the first result and the threshold: {:?}",
+            lock(&notified)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,8 +24,8 @@ pub struct Policy {
     pub failure_threshold: u32,
     pub success_threshold: u32,
     pub failure_classes: Vec<ProbeFailureClass>,
-    /// Reconcile at least this often while nothing else changes, so status shows a recent
-    /// probe time.
+    /// Reconcile at least this often while nothing else changes, so status shows a probe time
+    /// at most this old.
     pub heartbeat: Duration,
 }
 
@@ -35,8 +35,12 @@ pub struct Health {
     pub last: Report,
     /// When the latest probe finished.
     pub at: Timestamp,
+    /// Failures of a class the domain counts, in a row (what routing acts on).
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
+    /// Results equal to the latest one, in a row: what status shows of the primary changes
+    /// only once a new result has repeated up to its threshold ([`Health::settled`]).
+    pub streak: u32,
 }
 
 /// The scheduler's record of a domain: its health, and when a reconcile was last asked for
@@ -51,43 +55,40 @@ impl Policy {
     fn counts(&self, outcome: Outcome) -> bool {
         matches!(outcome, Outcome::Failed(class) if self.failure_classes.contains(&class))
     }
-}
 
-/// What a user is shown of a domain's recent probes: the latest result, and the runs of
-/// failures and successes up to their thresholds (a longer run changes nothing anyone acts
-/// on). Reconciles are asked for, and status is refreshed, only when this changes, or for the
-/// heartbeat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Visible<'a> {
-    result: &'a str,
-    failures: u32,
-    successes: u32,
-}
-
-impl<'a> Visible<'a> {
-    pub fn new(result: &'a str, failures: u32, successes: u32, failure_threshold: u32, success_threshold: u32) -> Self {
-        Self {
-            result,
-            failures: failures.min(failure_threshold),
-            successes: successes.min(success_threshold),
+    /// How many times in a row `outcome` must come before it is believed.
+    pub fn threshold(&self, outcome: Outcome) -> u32 {
+        match outcome {
+            Outcome::Ok => self.success_threshold,
+            Outcome::Failed(_) => self.failure_threshold,
         }
     }
 }
 
 impl Health {
-    fn visible(&self, policy: &Policy) -> Visible<'static> {
-        Visible::new(
-            self.last.outcome.name(),
-            self.consecutive_failures,
-            self.consecutive_successes,
-            policy.failure_threshold,
-            policy.success_threshold,
-        )
+    /// Whether a run of results is on its way to a threshold: failures short of
+    /// `failureThreshold`, or successes short of `successThreshold` (after a failure, or the
+    /// first ones). The time to probe sooner, when the domain asks for it.
+    pub fn in_transition(&self, policy: &Policy) -> bool {
+        (1..policy.failure_threshold).contains(&self.consecutive_failures)
+            || (1..policy.success_threshold).contains(&self.consecutive_successes)
+    }
+
+    /// Whether the latest result has repeated often enough to be shown instead of what was
+    /// shown before: a primary flapping below its thresholds changes nothing a user sees.
+    pub fn settled(&self, failure_threshold: u32, success_threshold: u32) -> bool {
+        let threshold = match self.last.outcome {
+            Outcome::Ok => success_threshold,
+            Outcome::Failed(_) => failure_threshold,
+        };
+        self.streak >= threshold
     }
 }
 
 /// Folds `report` into `previous`; returns the new record and whether the domain should be
-/// reconciled: when what a user sees changes ([`Visible`]), and once per heartbeat otherwise.
+/// reconciled: after the first result, when a run reaches a threshold (routing may flip, or
+/// what status shows of the primary may change), and once per heartbeat otherwise. A run
+/// climbing towards a threshold, or falling back, is not worth a reconcile.
 pub fn record(
     previous: Option<&Tracked>,
     report: Report,
@@ -95,25 +96,34 @@ pub fn record(
     policy: &Policy,
     now: Instant,
 ) -> (Tracked, bool) {
-    let (failures, successes) = previous.map_or((0, 0), |p| {
-        (p.health.consecutive_failures, p.health.consecutive_successes)
+    let (failures, successes, streak) = previous.map_or((0, 0, 0), |p| {
+        let same = p.health.last.outcome == report.outcome;
+        (
+            p.health.consecutive_failures,
+            p.health.consecutive_successes,
+            if same { p.health.streak } else { 0 },
+        )
     });
     let (consecutive_failures, consecutive_successes) = match report.outcome {
         Outcome::Ok => (0, successes.saturating_add(1)),
         outcome if policy.counts(outcome) => (failures.saturating_add(1), 0),
         Outcome::Failed(_) => (0, 0),
     };
+    let streak = streak.saturating_add(1);
+    let reached = consecutive_failures == policy.failure_threshold
+        || consecutive_successes == policy.success_threshold
+        || streak == policy.threshold(report.outcome);
     let health = Health {
         last: report,
         at,
         consecutive_failures,
         consecutive_successes,
+        streak,
     };
     let notify = match previous {
         None => true,
         Some(previous) => {
-            previous.health.visible(policy) != health.visible(policy)
-                || now.duration_since(previous.notified) >= policy.heartbeat
+            reached || (!policy.heartbeat.is_zero() && now.duration_since(previous.notified) >= policy.heartbeat)
         }
     };
     let notified = match (previous, notify) {
@@ -142,14 +152,23 @@ impl Board {
         self.tracked.get(key).map(|tracked| &tracked.health)
     }
 
-    /// Folds `report` into `key`'s record ([`record`]); returns whether to reconcile it.
-    pub fn record(&mut self, key: &DomainKey, report: Report, at: Timestamp, policy: &Policy, now: Instant) -> bool {
+    /// Folds `report` into `key`'s record ([`record`]); returns the domain's health and
+    /// whether to reconcile it.
+    pub fn record(
+        &mut self,
+        key: &DomainKey,
+        report: Report,
+        at: Timestamp,
+        policy: &Policy,
+        now: Instant,
+    ) -> (Health, bool) {
         let previous = self.tracked.get(key);
         let was_failing = previous.is_some_and(Tracked::failing);
         let (next, notify) = record(previous, report, at, policy, now);
         self.failing = self.failing + usize::from(next.failing()) - usize::from(was_failing);
+        let health = next.health.clone();
         self.tracked.insert(key.clone(), next);
-        notify
+        (health, notify)
     }
 
     /// Forgets `key`.
@@ -251,8 +270,8 @@ mod tests {
     }
 
     #[test]
-    fn every_failure_up_to_the_threshold_and_every_change_is_reported() {
-        let (_, notified) = feed(&[
+    fn only_a_run_reaching_its_threshold_asks_for_a_reconcile() {
+        let (health, notified) = feed(&[
             Outcome::Ok,
             Outcome::Ok,
             Outcome::Ok,
@@ -260,9 +279,38 @@ mod tests {
             REFUSED,
             REFUSED,
             REFUSED,
+            Outcome::Ok,
             Outcome::Ok,
         ]);
-        assert_eq!(notified, vec![true, true, false, true, true, true, false, true]);
+        // The first result; two successes; the third failure; two successes again.
+        assert_eq!(
+            notified,
+            vec![true, true, false, false, false, true, false, false, true]
+        );
+        assert!(health.settled(3, 2));
+    }
+
+    #[test]
+    fn a_primary_flapping_below_its_thresholds_asks_for_nothing() {
+        let mut outcomes = vec![Outcome::Ok, Outcome::Ok];
+        for _ in 0..20 {
+            outcomes.extend([GREETING_4XX, Outcome::Ok, REFUSED, REFUSED, Outcome::Ok]);
+        }
+        let (health, notified) = feed(&outcomes);
+        let asked = notified.iter().filter(|n| **n).count();
+        // The first result and the run of two successes; then, within the 60 s heartbeat,
+        // nothing; after it, one per heartbeat.
+        assert_eq!(asked, 2 + (outcomes.len() - 2) / 60, "{notified:?}");
+        assert!(!health.settled(3, 2), "a lone success is not believed yet");
+    }
+
+    #[test]
+    fn a_failure_of_another_class_is_believed_after_its_own_run() {
+        let (health, notified) = feed(&[GREETING_4XX, GREETING_4XX, GREETING_4XX]);
+        assert_eq!(health.consecutive_failures, 0, "not a class that counts for routing");
+        assert_eq!(health.streak, 3);
+        assert!(health.settled(3, 2));
+        assert_eq!(notified, vec![true, false, true], "shown once it repeated three times");
     }
 
     #[test]

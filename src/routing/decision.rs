@@ -256,6 +256,7 @@ mod tests {
             at: at(0),
             consecutive_failures: failures,
             consecutive_successes: successes,
+            streak: failures.max(successes),
         }
     }
 

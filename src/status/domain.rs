@@ -211,10 +211,9 @@ impl Report {
     }
 }
 
-/// Computes the status the domain should have. The probe details are refreshed when
-/// something a user would notice changes (the result, a run of results climbing towards a
-/// threshold) and otherwise at most every half `heartbeat`, so a stream of successful probes
-/// does not rewrite status every period.
+/// Computes the status the domain should have. Nothing in it changes with each probe: the
+/// primary's condition and probe details change when a user would notice
+/// ([`super::primary`]), otherwise once a `heartbeat`.
 pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat: Duration) -> ContinuityDomainStatus {
     let previous = domain.status.clone().unwrap_or_default();
     let mail_domain = &domain.spec.domain;
@@ -261,12 +260,33 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
     };
     let primary = primary_reachable(domain, report.health.as_ref(), &previous);
     let continuity = match decision {
-        Some(decision) => Desired::new(
-            types::CONTINUITY_ACTIVE,
-            (decision.target == RouteTarget::Standby).into(),
-            decision.reason,
-            decision.message.clone(),
-        ),
+        Some(decision) => {
+            let fresh = Desired::new(
+                types::CONTINUITY_ACTIVE,
+                (decision.target == RouteTarget::Standby).into(),
+                decision.reason,
+                decision.message.clone(),
+            );
+            // A flip's message says why it flipped; the reconciles after it would only say
+            // "still so", a second write for nothing new. It stays while the route, the reason
+            // and the spec hold.
+            match conditions::find(&previous.conditions, types::CONTINUITY_ACTIVE) {
+                Some(shown)
+                    if decision.flip.is_none()
+                        && shown.status == fresh.status.as_str()
+                        && shown.reason == fresh.reason
+                        && shown.observed_generation == domain.metadata.generation =>
+                {
+                    Desired::new(
+                        types::CONTINUITY_ACTIVE,
+                        fresh.status,
+                        fresh.reason,
+                        shown.message.clone(),
+                    )
+                }
+                _ => fresh,
+            }
+        }
         None => Desired::carried(&previous.conditions, types::CONTINUITY_ACTIVE).unwrap_or_else(|| {
             Desired::new(
                 types::CONTINUITY_ACTIVE,
@@ -338,6 +358,10 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         Reported::Acted(acted) => serving(acted, messages.as_ref().map_or(0, |m| m.pending)),
     };
 
+    // The probe details are refreshed with what a user acts on: the primary's condition, a flip.
+    let noteworthy = decision.is_some_and(|d| d.flip.is_some())
+        || conditions::find(&previous.conditions, types::PRIMARY_REACHABLE)
+            .is_none_or(|shown| shown.reason != primary.reason || shown.status != primary.status.as_str());
     let generation = domain.metadata.generation;
     let conditions = conditions::settle(
         &previous.conditions,
@@ -387,11 +411,11 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         phase: Some(phase),
         claimed_domain,
         primary: probe_status(
-            domain,
             previous.primary.as_ref(),
             report.health.as_ref(),
             now,
             heartbeat,
+            noteworthy,
         ),
         routing: match report.route() {
             Some(route) => Some(RoutingStatus {
@@ -604,6 +628,7 @@ mod tests {
             at: at(second).0,
             consecutive_failures: failures,
             consecutive_successes: successes,
+            streak: failures.max(successes),
         }
     }
 
@@ -676,26 +701,89 @@ mod tests {
         ));
         let later = compute(
             &domain,
-            &probed(&domain, health(Outcome::Ok, 0, 15, 1015), 1015),
-            &at(1015),
+            &probed(&domain, health(Outcome::Ok, 0, 40, 1040), 1040),
+            &at(1040),
             HEARTBEAT,
         );
         assert_eq!(
             later,
             domain.status.clone().unwrap(),
-            "15 s later: nothing a user needs"
+            "40 s later: nothing a user needs"
         );
         let beat = compute(
             &domain,
-            &probed(&domain, health(Outcome::Ok, 0, 20, 1030), 1030),
-            &at(1030),
+            &probed(&domain, health(Outcome::Ok, 0, 60, 1060), 1060),
+            &at(1060),
             HEARTBEAT,
         );
         assert_eq!(
             beat.primary.unwrap().consecutive_successes,
-            20,
-            "after half a heartbeat, a fresh probe time"
+            60,
+            "after a heartbeat, a fresh probe time"
         );
+        let off = compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 99_000, 100_000), 100_000),
+            &at(100_000),
+            Duration::ZERO,
+        );
+        assert_eq!(off, domain.status.unwrap(), "no heartbeat at all when it is off");
+    }
+
+    #[test]
+    fn a_primary_failing_below_its_threshold_changes_nothing_in_status() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml"); // 3 failures, 3 successes
+        domain.status = Some(compute(
+            &domain,
+            &probed(&domain, health(Outcome::Ok, 0, 5, 100), 100),
+            &at(100),
+            HEARTBEAT,
+        ));
+        let healthy = domain.status.clone().unwrap();
+        for (second, outcome, failures, successes) in [
+            (103, Outcome::Failed(ProbeFailureClass::Greeting4xx), 0, 0),
+            (106, Outcome::Ok, 0, 1),
+            (109, Outcome::Failed(ProbeFailureClass::Refused), 1, 0),
+            (112, Outcome::Failed(ProbeFailureClass::Refused), 2, 0),
+            (115, Outcome::Ok, 0, 1),
+        ] {
+            let next = compute(
+                &domain,
+                &probed(&domain, health(outcome, failures, successes, second), second),
+                &at(second),
+                HEARTBEAT,
+            );
+            assert_eq!(next, healthy, "{outcome:?} at {second}");
+        }
+        // A failure class that does not count for routing is still shown once it repeated.
+        let mut greeting = health(Outcome::Failed(ProbeFailureClass::Greeting4xx), 0, 0, 120);
+        greeting.streak = 3;
+        let shown = compute(&domain, &probed(&domain, greeting, 120), &at(120), HEARTBEAT);
+        assert_eq!(condition(&shown, types::PRIMARY_REACHABLE), ("False", "Greeting4xx"));
+        assert_eq!(shown.primary.map(|p| p.result), Some("Greeting4xx".to_owned()));
+    }
+
+    #[test]
+    fn a_restarted_operator_rewrites_nothing_before_its_counts_reach_a_threshold() {
+        let mut domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let refused = Outcome::Failed(ProbeFailureClass::Refused);
+        domain.status = Some(compute(
+            &domain,
+            &probed(&domain, health(refused, 3, 0, 109), 109),
+            &at(109),
+            HEARTBEAT,
+        ));
+        let failed_over = domain.status.clone().unwrap();
+        // The first probes after a restart count from zero again.
+        for (failures, second) in [(1, 130), (2, 133), (3, 136)] {
+            let next = compute(
+                &domain,
+                &probed(&domain, health(refused, failures, 0, second), second),
+                &at(second),
+                HEARTBEAT,
+            );
+            assert_eq!(next, failed_over, "{failures} failures after the restart");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::Error;
+use crate::health::probe::Outcome;
+use crate::health::tracker::Health;
 use crate::routing::decision::Flip;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +34,14 @@ struct ResultLabels {
 struct AdmissionLabels {
     kind: &'static str,
     result: &'static str,
+}
+
+/// One domain: the per-domain series, one set per probed domain (bounded by the number of
+/// ContinuityDomains that act; removed when a domain stops acting).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DomainLabels {
+    namespace: String,
+    name: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +68,16 @@ pub enum Write {
     Delete,
 }
 
+/// Every probe's result per domain: the live data status keeps out of the API server.
+#[derive(Default)]
+struct PrimarySeries {
+    up: Family<DomainLabels, Gauge>,
+    last_probe: Family<DomainLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    latency: Family<DomainLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    failures: Family<DomainLabels, Gauge>,
+    successes: Family<DomainLabels, Gauge>,
+}
+
 /// The operator's metrics, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -68,6 +88,7 @@ pub struct Metrics {
     leader: Gauge,
     probes: Family<ResultLabels, Counter>,
     probe_duration: Histogram,
+    primary: PrimarySeries,
     flips: Family<FlipLabels, Counter>,
     continuity_seconds: Counter<f64>,
     widespread_failure: Gauge,
@@ -119,6 +140,32 @@ impl Default for Metrics {
             "Time one SMTP health check took",
             probe_duration.clone(),
         );
+        let primary = PrimarySeries::default();
+        registry.register(
+            "primary_up",
+            "1 if the latest health check of the domain's primary passed, else 0",
+            primary.up.clone(),
+        );
+        registry.register(
+            "primary_last_probe_timestamp_seconds",
+            "When the latest health check of the domain's primary finished (Unix time)",
+            primary.last_probe.clone(),
+        );
+        registry.register(
+            "primary_probe_latency_seconds",
+            "How long the latest health check of the domain's primary took",
+            primary.latency.clone(),
+        );
+        registry.register(
+            "primary_consecutive_failures",
+            "Failed health checks of the domain's primary in a row, of the classes that count towards failover",
+            primary.failures.clone(),
+        );
+        registry.register(
+            "primary_consecutive_successes",
+            "Passed health checks of the domain's primary in a row",
+            primary.successes.clone(),
+        );
         let flips = Family::<FlipLabels, Counter>::default();
         registry.register(
             "routing_flips",
@@ -166,6 +213,7 @@ impl Default for Metrics {
             leader,
             probes,
             probe_duration,
+            primary,
             flips,
             continuity_seconds,
             widespread_failure,
@@ -224,6 +272,47 @@ impl Metrics {
     pub fn probed(&self, result: &'static str, took: Duration) {
         self.probes.get_or_create(&ResultLabels { result }).inc();
         self.probe_duration.observe(took.as_secs_f64());
+    }
+
+    /// Records the latest health check of the domain `(namespace, name)`.
+    pub fn primary_probed(&self, (namespace, name): &(String, String), health: &Health) {
+        let labels = DomainLabels {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let series = &self.primary;
+        series
+            .up
+            .get_or_create(&labels)
+            .set(i64::from(health.last.outcome == Outcome::Ok));
+        let finished = health.at.as_millisecond() as f64 / 1000.0;
+        series.last_probe.get_or_create(&labels).set(finished);
+        series
+            .latency
+            .get_or_create(&labels)
+            .set(health.last.latency.as_secs_f64());
+        series
+            .failures
+            .get_or_create(&labels)
+            .set(health.consecutive_failures.into());
+        series
+            .successes
+            .get_or_create(&labels)
+            .set(health.consecutive_successes.into());
+    }
+
+    /// Drops the per-domain series of a domain no longer probed.
+    pub fn primary_forgotten(&self, (namespace, name): &(String, String)) {
+        let labels = DomainLabels {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let series = &self.primary;
+        series.up.remove(&labels);
+        series.last_probe.remove(&labels);
+        series.latency.remove(&labels);
+        series.failures.remove(&labels);
+        series.successes.remove(&labels);
     }
 
     /// Records a routing flip to `to` (`standby` or `primary`); `ended` is the length of the

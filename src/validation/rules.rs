@@ -228,6 +228,10 @@ mod tests {
                 "domain-timeout-over-period.yaml",
                 "timeoutSeconds must not exceed periodSeconds",
             ),
+            (
+                "domain-fast-retry-over-period.yaml",
+                "fastRetryMilliseconds must be shorter than periodSeconds",
+            ),
             ("domain-static-address-elsewhere.yaml", "must belong to the domain"),
             ("domain-webmail-two-tls-sources.yaml", "not both"),
             (
@@ -258,7 +262,7 @@ mod tests {
             rules + children.map(|child| count_rules(child, problems)).sum::<usize>()
         }
         let mut problems = Vec::new();
-        assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 11);
+        assert_eq!(count_rules(&DOMAIN_RULES, &mut problems), 12);
         assert_eq!(problems, Vec::<String>::new());
 
         let crd = serde_json::to_value(ContinuityDomain::crd()).unwrap();

@@ -53,6 +53,7 @@ pub enum TlsMode {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.timeoutSeconds <= self.periodSeconds").message("timeoutSeconds must not exceed periodSeconds"))]
+#[x_kube(validation = Rule::new("!has(self.fastRetryMilliseconds) || self.fastRetryMilliseconds < self.periodSeconds * 1000").message("fastRetryMilliseconds must be shorter than periodSeconds"))]
 pub struct HealthCheck {
     /// Seconds between two probes of the primary.
     #[serde(default = "default_period_seconds")]
@@ -63,6 +64,16 @@ pub struct HealthCheck {
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 300))]
     pub timeout_seconds: u32,
+
+    /// After a failed probe, probe again this soon instead of after `periodSeconds`, until
+    /// `failureThreshold` is reached or a probe passes; likewise after a passed probe that
+    /// follows failures, until `successThreshold` (HAProxy's `fastinter`). A dead primary is
+    /// then detected in about `periodSeconds + (failureThreshold - 1) x fastRetryMilliseconds`
+    /// instead of `failureThreshold x periodSeconds`, and a single failure still flips nothing.
+    /// Unset: every probe waits `periodSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 60000))]
+    pub fast_retry_milliseconds: Option<u32>,
 
     /// Consecutive failed probes after which continuity activates (in Automatic mode).
     #[serde(default = "default_failure_threshold")]
@@ -122,6 +133,7 @@ impl Default for HealthCheck {
         Self {
             period_seconds: default_period_seconds(),
             timeout_seconds: default_timeout_seconds(),
+            fast_retry_milliseconds: None,
             failure_threshold: default_failure_threshold(),
             success_threshold: default_success_threshold(),
             min_flip_interval_seconds: default_min_flip_interval_seconds(),

@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Context;
+use super::lean::Lean;
 use super::memo::WriteMemo;
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::plan::{Desired, Removal};
@@ -68,7 +69,7 @@ fn apply_params() -> PatchParams {
 /// Applies `desired` unless the cached object already carries its spec hash.
 pub async fn child<K>(ctx: &Context, cache: &Store<K>, desired: &K) -> Result<Outcome>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug + Lean,
 {
     let missing = |field| Error::MissingField {
         kind: "child object",
@@ -95,9 +96,15 @@ where
     }
     // The hash alone would miss a hand edit that kept the annotation: the cached child must
     // also still hold every field we want, with our values.
+    // Compared as the cache keeps objects (ConfigMaps and Secrets by a digest of their data).
+    let lean = || {
+        let mut lean = desired.clone();
+        lean.lean();
+        to_json(&lean)
+    };
     if let Some(cached) = cached.as_deref()
         && spec_hash(cached) == Some(hash)
-        && is_subset(&to_json(desired)?, &to_json(cached)?)
+        && is_subset(&lean()?, &to_json(cached)?)
     {
         return Ok(Outcome::Unchanged);
     }

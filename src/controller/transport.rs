@@ -19,6 +19,7 @@ use super::{Context, apply};
 use crate::resources::names::ChildNames;
 use crate::resources::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::routing::transport;
+use crate::standby::RECIPIENTS_KEY;
 
 /// The key of the transport map in the ConfigMap's data.
 pub const KEY: &str = "transport";
@@ -26,6 +27,10 @@ pub const KEY: &str = "transport";
 pub const BCC_KEY: &str = "recipient_bcc";
 /// Pause after a change before rebuilding, so a burst of flips is one write.
 const COALESCE: Duration = Duration::from_millis(200);
+/// At most one write this often: when hundreds of primaries fail over one after another, the
+/// map (a line per domain) is not rewritten for each of them. Gateways read it through a
+/// mounted ConfigMap, which the kubelet refreshes in about a minute anyway.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(2);
 
 /// Runs until the process stops; does nothing when no map is configured.
@@ -36,9 +41,13 @@ pub async fn run(ctx: Arc<Context>) {
     // What this replica last wrote; `None` means: compare with the server (at start, and at
     // every resync, so a deleted or hand-edited map is repaired).
     let mut written: Option<(String, String)> = None;
+    let mut last_write: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            () = ctx.routes_changed.notified() => tokio::time::sleep(COALESCE).await,
+            () = ctx.routes_changed.notified() => {
+                let due = last_write.map_or(COALESCE, |at| (at + MIN_INTERVAL).saturating_duration_since(tokio::time::Instant::now()));
+                tokio::time::sleep(due.max(COALESCE)).await;
+            }
             () = tokio::time::sleep(ctx.settings.resync) => written = None,
         }
         ctx.wait_until_synced().await;
@@ -61,6 +70,7 @@ pub async fn run(ctx: Arc<Context>) {
         }
         match apply::transport_map(&ctx, &map(&namespace, &name, &wanted)).await {
             Ok(()) => {
+                last_write = Some(tokio::time::Instant::now());
                 info!(configmap = %format!("{namespace}/{name}"), lines = wanted.0.lines().count() - 1, journal_copies = wanted.1.lines().count() - 1, "transport map updated");
                 written = Some(wanted);
             }
@@ -90,7 +100,7 @@ fn tables(ctx: &Context) -> (String, String) {
             .caches
             .config_maps
             .get(&ObjectRef::new(&names.standby_config).within(&domain.namespace().unwrap_or_default()))
-            .and_then(|map| map.data.as_ref()?.get("recipients").cloned())
+            .and_then(|map| map.data.as_ref()?.get(RECIPIENTS_KEY).cloned())
             .unwrap_or_default();
         copies.extend(transport::journal_copies(
             domain,

@@ -7,6 +7,8 @@ use futures::Stream;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+
+use super::lean::Lean;
 use serde::de::DeserializeOwned;
 
 /// `K` in `namespace`, or in every namespace.
@@ -35,7 +37,7 @@ where
 }
 
 /// A watch of the operator's children of kind `K` in scope (selected by label), feeding a
-/// cache; the stream yields the objects touched, for `.owns()`.
+/// cache of their [lean](Lean) form; the stream yields the objects touched, for `.owns()`.
 pub fn children<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -48,10 +50,12 @@ where
         + Debug
         + Send
         + Sync
+        + Lean
         + 'static,
 {
     let (store, writer) = reflector::store();
     let stream = lean_watch(scoped::<K>(client, namespace), config.clone())
+        .modify(K::lean)
         .reflect(writer)
         .touched_objects();
     (store, stream)

@@ -37,12 +37,16 @@ pub mod images {
 /// itself updates mounted ConfigMaps and Secrets within about a minute.
 pub const RELOAD_POLL_SECONDS: u32 = 5;
 
+/// The key of the recipient table (every covered address) in the configuration ConfigMap,
+/// which the gateway's journal copies are made from.
+pub const RECIPIENTS_KEY: &str = "recipients";
+
 /// The mail pod's configuration files: their key in the ConfigMap and their path under
 /// [`layout::CONFIG`].
 pub const CONFIG_FILES: [(&str, &str); 11] = [
     ("main.cf", "postfix/main.cf"),
     ("master.cf", "postfix/master.cf"),
-    ("recipients", "postfix/recipients"),
+    (RECIPIENTS_KEY, "postfix/recipients"),
     ("senders", "postfix/senders"),
     ("journal", "postfix/journal"),
     ("handback", "postfix/handback"),

@@ -8,13 +8,11 @@ use std::time::Duration;
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
-use kube::config::Kubeconfig;
 use kube::{Api, Client};
 
 use crate::common::*;
@@ -536,32 +534,4 @@ async fn check_access(client: &Client, account: (&str, &str), expectations: &[(b
 
 fn probe_path(probe: Option<&k8s_openapi::api::core::v1::Probe>) -> Option<&str> {
     probe?.http_get.as_ref()?.path.as_deref()
-}
-
-/// A kubeconfig that authenticates as the ServiceAccount, with a token from the TokenRequest API.
-async fn service_account_kubeconfig(client: &Client, account: (&str, &str)) -> PathBuf {
-    let (namespace, name) = account;
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .expect("a ServiceAccount token")
-        .status
-        .expect("token status")
-        .token;
-    let mut config = Kubeconfig::read_from(kubeconfig()).expect("kubeconfig");
-    for user in &mut config.auth_infos {
-        if let Some(auth) = user.auth_info.as_mut() {
-            auth.token = Some(token.clone().into());
-        }
-    }
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.kubeconfig", unique(name)));
-    std::fs::write(&path, serde_saphyr::to_string(&config).expect("kubeconfig YAML")).expect("writing the kubeconfig");
-    path
 }

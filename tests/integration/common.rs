@@ -436,6 +436,8 @@ pub struct OperatorOptions<'a> {
     pub lease_namespace: Option<String>,
     /// More flags.
     pub args: Vec<String>,
+    /// `RUST_LOG`.
+    pub log_filter: String,
 }
 
 impl<'a> OperatorOptions<'a> {
@@ -454,6 +456,7 @@ impl<'a> OperatorOptions<'a> {
                 "--allowed-primary-networks=127.0.0.0/8,::1/128".to_owned(),
                 "--allowed-primary-ports=1-65535".to_owned(),
             ],
+            log_filter: "info,continuity_operator=debug".to_owned(),
         }
     }
 }
@@ -504,15 +507,20 @@ impl Operator {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", options.identity));
         let log_file = std::fs::File::create(&log).expect("operator log file");
         let lease_namespace = options.lease_namespace.unwrap_or_else(|| options.namespace.to_owned());
+        // An empty namespace: every namespace.
+        let scope = match options.namespace {
+            "" => Vec::new(),
+            namespace => vec!["--namespace", namespace],
+        };
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_continuity-operator"))
-            .args(["--namespace", options.namespace])
+            .args(scope)
             .args(["--lease-namespace", &lease_namespace])
             .args(["--lease-name", &options.lease_name])
             .args(["--identity", &options.identity])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(&options.args)
             .env("KUBECONFIG", &options.kubeconfig)
-            .env("RUST_LOG", "info,continuity_operator=debug")
+            .env("RUST_LOG", &options.log_filter)
             .env_remove("WATCH_NAMESPACE")
             .env_remove("POD_NAMESPACE")
             .env_remove("POD_NAME")
@@ -625,6 +633,12 @@ impl Operator {
             (self.metric_sum("continuity_api_writes_total").await == writes).then_some(())
         })
         .await;
+    }
+
+    /// The operator's process id (the scale benchmark reads its CPU time and memory).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
     }
 
     /// Sends SIGKILL: the process dies without releasing its Lease.
@@ -757,9 +771,10 @@ impl AuditLog {
         AuditLog { path, from }
     }
 
-    /// The operator's write requests in `namespace` since the mark (its Lease aside), counted
-    /// by resource (`services`, `continuitydomains/status`, ...) and verb.
-    pub fn operator_writes(&self, namespace: &str) -> std::collections::BTreeMap<String, usize> {
+    /// The operator's write requests in `namespace` (all namespaces: `None`) since the mark
+    /// (its Lease aside), counted by resource (`services`, `continuitydomains/status`, ...)
+    /// and verb.
+    pub fn operator_writes(&self, namespace: Option<&str>) -> std::collections::BTreeMap<String, usize> {
         use std::io::{Read, Seek};
         let mut text = String::new();
         if let Ok(mut file) = std::fs::File::open(&self.path) {
@@ -775,7 +790,8 @@ impl AuditLog {
             let operator = event["userAgent"]
                 .as_str()
                 .is_some_and(|agent| agent.starts_with("continuity-operator/"));
-            if !operator || object["namespace"].as_str() != Some(namespace) || object["resource"] == "leases" {
+            let elsewhere = namespace.is_some_and(|namespace| object["namespace"].as_str() != Some(namespace));
+            if !operator || elsewhere || object["resource"] == "leases" {
                 continue;
             }
             let resource = match object["subresource"].as_str() {
@@ -787,4 +803,32 @@ impl AuditLog {
         }
         counts
     }
+}
+
+/// A kubeconfig that authenticates as the ServiceAccount, with a token from the TokenRequest API.
+pub async fn service_account_kubeconfig(client: &Client, account: (&str, &str)) -> PathBuf {
+    let (namespace, name) = account;
+    let request = k8s_openapi::api::authentication::v1::TokenRequest {
+        spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("a ServiceAccount token")
+        .status
+        .expect("token status")
+        .token;
+    let mut config = Kubeconfig::read_from(kubeconfig()).expect("kubeconfig");
+    for user in &mut config.auth_infos {
+        if let Some(auth) = user.auth_info.as_mut() {
+            auth.token = Some(token.clone().into());
+        }
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.kubeconfig", unique(name)));
+    std::fs::write(&path, serde_saphyr::to_string(&config).expect("kubeconfig YAML")).expect("writing the kubeconfig");
+    path
 }

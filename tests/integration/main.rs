@@ -19,6 +19,7 @@ mod plugin;
 #[path = "../../src/testing/pod_security.rs"]
 mod pod_security;
 mod postfix;
+mod probing;
 mod quiet;
 mod slapd;
 mod standby;

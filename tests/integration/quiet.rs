@@ -93,7 +93,7 @@ async fn steady_states_and_a_restart_send_no_writes() {
         "the flapping primary answered 421 {greeted_421} times"
     );
     assert_silent(
-        &audit.operator_writes(&scene.namespace),
+        &audit.operator_writes(Some(&scene.namespace)),
         "in steady states",
         &scene.operator,
     );
@@ -115,7 +115,7 @@ async fn steady_states_and_a_restart_send_no_writes() {
     // Past every threshold (3 failures, 2 successes) a few times over.
     probes_run(&scene.operator, 30.0).await;
     assert_silent(
-        &audit.operator_writes(&scene.namespace),
+        &audit.operator_writes(Some(&scene.namespace)),
         "after a restart",
         &scene.operator,
     );

@@ -6,11 +6,13 @@
 #   hack/control-plane.sh build                 build once, cache the binaries; print the bin dir
 #   hack/control-plane.sh build-node            the same for a node's (kubelet, kube-scheduler,
 #                                               kube-proxy, pause), used by hack/cluster.sh
-#   hack/control-plane.sh start DIR [--watch-pid PID]
+#   hack/control-plane.sh start DIR [--watch-pid PID] [--no-controller-manager]
 #                                               start on free loopback ports; writes DIR/kubeconfig,
 #                                               DIR/env and an audit log of every write request
 #                                               (DIR/logs/audit.log); with --watch-pid, stops itself
-#                                               when PID exits (so a crashed test run leaves nothing)
+#                                               when PID exits (so a crashed test run leaves nothing);
+#                                               without a controller manager, no pods are made (the
+#                                               scale benchmark sets its workloads' status itself)
 #   hack/control-plane.sh stop DIR              stop what `start DIR` started, by PID
 #   hack/control-plane.sh status DIR            exit 0 when that control plane runs and answers
 #
@@ -155,14 +157,15 @@ build_node() {
 }
 
 start() {
-  local dir="" watch_pid=""
+  local dir="" watch_pid="" controller_manager=1
   while [ $# -gt 0 ]; do
     case "$1" in
       --watch-pid) watch_pid="$2"; shift 2 ;;
+      --no-controller-manager) controller_manager=0; shift ;;
       *) dir="$1"; shift ;;
     esac
   done
-  [ -n "$dir" ] || die "usage: $0 start DIR [--watch-pid PID]"
+  [ -n "$dir" ] || die "usage: $0 start DIR [--watch-pid PID] [--no-controller-manager]"
   build >/dev/null
   ensure_packages curl openssl python3
   # The admin token, the keys and etcd's data are for this user only.
@@ -239,13 +242,15 @@ current-context: local
 EOF
   chmod 600 "$dir/kubeconfig"
 
-  "$BIN_DIR/kube-controller-manager" --kubeconfig="$dir/kubeconfig" \
-    --authentication-kubeconfig="$dir/kubeconfig" --authorization-kubeconfig="$dir/kubeconfig" \
-    --bind-address=127.0.0.1 --secure-port="$kcm_port" --port=0 --leader-elect=false \
-    --service-account-private-key-file="$dir/certs/sa.key" --use-service-account-credentials=false \
-    --controllers='*,-serviceaccount-token' \
-    >"$dir/logs/kube-controller-manager.log" 2>&1 &
-  echo $! >>"$dir/pids"
+  if [ "$controller_manager" = 1 ]; then
+    "$BIN_DIR/kube-controller-manager" --kubeconfig="$dir/kubeconfig" \
+      --authentication-kubeconfig="$dir/kubeconfig" --authorization-kubeconfig="$dir/kubeconfig" \
+      --bind-address=127.0.0.1 --secure-port="$kcm_port" --port=0 --leader-elect=false \
+      --service-account-private-key-file="$dir/certs/sa.key" --use-service-account-credentials=false \
+      --controllers='*,-serviceaccount-token' \
+      >"$dir/logs/kube-controller-manager.log" 2>&1 &
+    echo $! >>"$dir/pids"
+  fi
 
   cat >"$dir/env" <<EOF
 export KUBECONFIG=$dir/kubeconfig
@@ -299,5 +304,5 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   status) shift; status "$@" ;;
-  *) die "usage: $0 build | build-node | start DIR [--watch-pid PID] | stop DIR | status DIR" ;;
+  *) die "usage: $0 build | build-node | start DIR [--watch-pid PID] [--no-controller-manager] | stop DIR | status DIR" ;;
 esac

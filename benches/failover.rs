@@ -63,7 +63,9 @@ fn main() {
 }
 
 async fn run(per_kind: usize) {
-    let scene = Scene::new("bench-failover").await;
+    // Every primary dies here, one after another: failovers must not be held as a widespread
+    // failure of the operator's own network.
+    let scene = Scene::with_flags("bench-failover", &["--widespread-failure-share=1"]).await;
     let kinds = [
         (Death::Refused, Retry::Period),
         (Death::Silent, Retry::Period),

@@ -149,7 +149,6 @@ impl Prober {
     pub fn deregister(&self, key: &DomainKey) {
         if lock(&self.registered).remove(key).is_some() {
             let _ = self.commands.send(Command::Remove(key.clone()));
-            self.metrics.primary_forgotten(key);
         }
         self.forget(|board| board.remove(key));
     }
@@ -157,13 +156,7 @@ impl Prober {
     /// Stops probing every domain not in `keep` (a relist may have missed deletions).
     pub fn retain(&self, keep: &[DomainKey]) {
         let keep: std::collections::HashSet<&DomainKey> = keep.iter().collect();
-        lock(&self.registered).retain(|key, _| {
-            let kept = keep.contains(key);
-            if !kept {
-                self.metrics.primary_forgotten(key);
-            }
-            kept
-        });
+        lock(&self.registered).retain(|key, _| keep.contains(key));
         self.forget(|board| board.retain(|key| keep.contains(key)));
         let _ = self.commands.send(Command::Retain(keep.into_iter().cloned().collect()));
     }
@@ -222,6 +215,8 @@ impl Prober {
                         if let Some(entry) = entries.remove(&key) {
                             queue.remove(&entry.queue_key);
                         }
+                        // Here, not in deregister(): no result can come after this.
+                        self.metrics.primary_forgotten(&key);
                         // A result that landed between deregister() and now is stale too.
                         self.forget(|board| board.remove(&key));
                     }
@@ -231,6 +226,7 @@ impl Prober {
                             let kept = keep.contains(key);
                             if !kept {
                                 queue.remove(&entry.queue_key);
+                                self.metrics.primary_forgotten(key);
                             }
                             kept
                         });
@@ -540,11 +536,17 @@ mod tests {
         prober.register(&key("d"), registration(25, 10));
         tokio::time::sleep(Duration::from_secs(25)).await;
         assert!(prober.health(&key("d")).is_some());
+        let series = r#"continuity_primary_up{namespace="tenant",name="d"} 1"#;
+        assert!(prober.metrics.encode().contains(series));
         prober.deregister(&key("d"));
         let calls = seen.calls.load(SeqCst);
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(seen.calls.load(SeqCst), calls);
         assert_eq!(prober.health(&key("d")), None);
+        assert!(
+            !prober.metrics.encode().contains("continuity_primary_up{"),
+            "its series are gone"
+        );
     }
 
     #[tokio::test(start_paused = true)]

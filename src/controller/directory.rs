@@ -6,8 +6,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kube::runtime::reflector::ObjectRef;
-
 use super::Context;
 use crate::Result;
 use crate::api::ContinuityDomain;
@@ -54,7 +52,7 @@ pub async fn observe(
             },
         );
         if ctx.directories.knowledge(key).is_some_and(|k| k.listing.is_none())
-            && let Some(addresses) = covered_before(ctx, &key.0, &validated.names)
+            && let Some(addresses) = covered_before(ctx, &key.0, &validated.names).await
         {
             ctx.directories.seed(key, addresses);
         }
@@ -98,11 +96,14 @@ async fn bind(ctx: &Context, namespace: &str, spec: &LdapDirectory) -> Result<Re
 
 /// The addresses the domain's coverage ConfigMap lists, as this operator (or the one before
 /// it) last rendered them.
-fn covered_before(ctx: &Context, namespace: &str, names: &ChildNames) -> Option<BTreeSet<String>> {
-    let map = ctx
-        .caches
-        .config_maps
-        .get(&ObjectRef::new(&names.coverage).within(namespace))?;
-    let listing = map.data.as_ref()?.get("addresses")?;
+async fn covered_before(ctx: &Context, namespace: &str, names: &ChildNames) -> Option<BTreeSet<String>> {
+    // Read from the API server, once per domain after a restart: the cache keeps ConfigMaps
+    // as a digest of their data (see `super::lean`).
+    let listing = ctx
+        .reader
+        .config_map_value(namespace, &names.coverage, crate::resources::coverage::ADDRESSES_KEY)
+        .await
+        .ok()
+        .flatten()?;
     Some(listing.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
 }

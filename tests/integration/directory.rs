@@ -36,7 +36,7 @@ fn directory_domain(mail: &str, url: &str, ldap_extra: &str, exclude: &[&str]) -
 }
 
 /// `PEOPLE` people of `mail` (`u000@…`), the first with an alias of the domain and one of
-/// another, `bob+news@…`, and ten people of another domain.
+/// another, `bob+news@…` and `o'brien@…`, and ten people of another domain.
 fn directory_of(mail: &str) -> String {
     let mut entries = String::new();
     for i in 0..PEOPLE {
@@ -49,6 +49,7 @@ fn directory_of(mail: &str) -> String {
         entries.push_str(&person(&uid, &format!("{uid}@{mail}"), &aliases));
     }
     entries.push_str(&person("bobnews", &format!("bob+news@{mail}"), &[]));
+    entries.push_str(&person("obrien", &format!("o'brien@{mail}"), &[]));
     for i in 0..10 {
         entries.push_str(&person(&format!("o{i}"), &format!("o{i}@elsewhere.example.org"), &[]));
     }
@@ -79,10 +80,10 @@ async fn an_ldap_directory_decides_who_is_covered_and_a_failing_one_shrinks_noth
     let mail = scene.mail.clone();
     let mut slapd = Slapd::start(&directory_of(&mail)).await;
     scene.apply(&bind_secret_yaml(READER_PASSWORD)).await;
-    // Emergency passwords for two of them, in the domain's shared Secret, keyed by local
-    // part (`bob+news` encoded as the README says).
+    // Emergency passwords for three of them, in the domain's shared Secret, keyed by local
+    // part (`bob+news` and `o'brien` encoded as the README says).
     scene
-        .apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: shared\nstringData:\n  u000: u000-emergency\n  bobX2Bnews: bob-emergency\n")
+        .apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: shared\nstringData:\n  u000: u000-emergency\n  bobX2Bnews: bob-emergency\n  oX27brien: obrien-emergency\n")
         .await;
     let excluded = format!("u002@{mail}");
     let passwords = "  emergencyPasswords:\n    secretRef:\n      name: shared\n";
@@ -95,6 +96,7 @@ async fn an_ldap_directory_decides_who_is_covered_and_a_failing_one_shrinks_noth
     let mut expected: Vec<String> = (0..PEOPLE).map(|i| format!("u{i:03}@{mail}")).collect();
     expected.push(format!("first@{mail}"));
     expected.push(format!("bob+news@{mail}"));
+    expected.push(format!("o'brien@{mail}"));
     expected.retain(|a| *a != excluded);
     expected.sort();
     scene.coverage_lists("d", &expected).await;
@@ -109,7 +111,7 @@ async fn an_ldap_directory_decides_who_is_covered_and_a_failing_one_shrinks_noth
         .and_then(|s| s.users)
         .expect("users in status");
     assert_eq!(users.covered, expected.len() as u32);
-    assert_eq!(users.without_emergency_password, expected.len() as u32 - 2);
+    assert_eq!(users.without_emergency_password, expected.len() as u32 - 3);
     assert_eq!(users.without_emergency_password_addresses.len(), 50);
 
     // The rendered recipient map in a real Postfix accepts exactly those.
@@ -122,6 +124,7 @@ async fn an_ldap_directory_decides_who_is_covered_and_a_failing_one_shrinks_noth
     for (user, password) in [
         (format!("u000@{mail}"), "u000-emergency"),
         (format!("bob+news@{mail}"), "bob-emergency"),
+        (format!("o'brien@{mail}"), "obrien-emergency"),
     ] {
         let (code, transcript) = deliver(stack.smtp, &user, "for a directory user");
         assert_eq!(code, 250, "{transcript}");
@@ -223,7 +226,7 @@ async fn ldaps_and_starttls_with_a_private_ca_and_a_refused_bind_that_leaks_noth
         .apply(&directory_domain(&mail, &slapd.url(true), &ldaps, &[]))
         .await;
     directory_says(&domains, "True", "DirectoryRead", &format!("{}:636", slapd.ip)).await;
-    let covered = PEOPLE + 2;
+    let covered = PEOPLE + 3;
     wait_for("the directory's users covered", Duration::from_secs(30), || async {
         let users = domains.get("d").await.ok()?.status?.users?;
         (users.covered == covered as u32).then_some(())

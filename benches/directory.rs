@@ -8,8 +8,9 @@
 //! Prints the time slapadd took to load the directory (setup, not a figure of ours); each
 //! read's time (median and slowest); the memory one listing takes in the operator (growth of
 //! this process's RSS while it holds it, and the bytes of the addresses themselves); the
-//! size of what the standby's configuration would hold for it (the recipient map, against the
-//! 1 MiB an object may hold in the API); and the time from a changed entry to its address in
+//! size of the objects that hold it as the API server stores them (the standby's configuration
+//! and the coverage list, both with the addresses gzipped, against the 1 MiB an object may
+//! hold); and the time from a changed entry to its address in
 //! a freshly rendered recipient map once the domain's resync comes (read + render: the
 //! operator's part; the resync period itself is the domain's setting).
 
@@ -23,7 +24,7 @@ mod peers;
 #[path = "../tests/integration/slapd.rs"]
 mod slapd;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,10 @@ use continuity_operator::directory::{Bind, Query, addresses_of, ldap};
 use continuity_operator::handback::settings::HandBackSettings;
 use continuity_operator::health::networks::ProbeNetworks;
 use continuity_operator::health::resolver::Resolver;
-use continuity_operator::standby::{self, Account, MailSettings};
+use continuity_operator::resources::{coverage, packed};
+use continuity_operator::standby::{self, Account, ConfigFiles, MailSettings};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
 use slapd::{READER_DN, READER_PASSWORD, SUFFIX, Slapd, ldif, person};
 
 const DOMAIN: &str = "big.example.com";
@@ -50,6 +54,14 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn fits(bytes: usize) -> &'static str {
+    if bytes <= OBJECT_LIMIT { "fits" } else { "DOES NOT FIT" }
+}
+
 fn seconds(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -63,11 +75,27 @@ async fn listing(query: &Query, bind: &Bind, networks: &Arc<ProbeNetworks>, reso
 
 /// The recipient map the standby would get for `addresses` (no passwords).
 fn recipient_map(addresses: &BTreeSet<String>) -> String {
-    standby_config(addresses).remove("recipients").unwrap_or_default()
+    let files = standby_config(addresses);
+    files
+        .packed
+        .get(standby::RECIPIENTS_KEY)
+        .and_then(packed::unpack)
+        .unwrap_or_default()
+}
+
+/// The bytes a ConfigMap holding `files` takes as the API server stores it (binaryData in
+/// base64), which is what its 1 MiB bound applies to.
+fn stored_bytes(data: BTreeMap<String, String>, binary_data: BTreeMap<String, ByteString>) -> usize {
+    let map = ConfigMap {
+        data: Some(data),
+        binary_data: Some(binary_data),
+        ..ConfigMap::default()
+    };
+    serde_json::to_vec(&map).map_or(0, |json| json.len())
 }
 
 /// Every file of the standby's configuration ConfigMap for `addresses` (no passwords).
-fn standby_config(addresses: &BTreeSet<String>) -> std::collections::BTreeMap<String, String> {
+fn standby_config(addresses: &BTreeSet<String>) -> ConfigFiles {
     let accounts: Vec<Account> = addresses
         .iter()
         .map(|address| Account {
@@ -161,23 +189,28 @@ async fn main() {
         (grown * 1024) as f64 / held.len() as f64
     );
     let map = recipient_map(&held);
-    println!(
-        "directory: recipient map       {:.2} MiB rendered ({}: one object holds at most 1 MiB)",
-        map.len() as f64 / (1024.0 * 1024.0),
-        if map.len() <= OBJECT_LIMIT {
-            "fits"
-        } else {
-            "DOES NOT FIT"
-        }
-    );
-    let whole: usize = standby_config(&held).values().map(String::len).sum();
-    let fixed: usize = standby_config(&BTreeSet::new()).values().map(String::len).sum();
+    let files = standby_config(&held);
+    let whole = stored_bytes(files.text, files.packed);
+    let empty = standby_config(&BTreeSet::new());
+    let fixed = stored_bytes(empty.text, empty.packed);
     let per_address = (whole - fixed) as f64 / held.len() as f64;
     println!(
-        "directory: standby ConfigMap   {:.2} MiB rendered, {per_address:.0} bytes per address ({}; about {:.0} addresses fit in 1 MiB)",
-        whole as f64 / (1024.0 * 1024.0),
-        if whole <= OBJECT_LIMIT { "fits" } else { "DOES NOT FIT" },
+        "directory: standby ConfigMap   {:.2} MiB as stored, the recipient map ({:.2} MiB as text) gzipped: {per_address:.1} bytes per address ({}; about {:.0} addresses fit in 1 MiB)",
+        mib(whole),
+        mib(map.len()),
+        fits(whole),
         (OBJECT_LIMIT - fixed) as f64 / per_address
+    );
+    let list: String = held.iter().map(|a| format!("{a}\n")).collect();
+    let coverage = stored_bytes(
+        BTreeMap::from([("domain".to_owned(), DOMAIN.to_owned())]),
+        BTreeMap::from([(coverage::ADDRESSES_KEY.to_owned(), packed::pack(&list))]),
+    );
+    println!(
+        "directory: coverage ConfigMap  {:.2} MiB as stored, the list ({:.2} MiB as text) gzipped ({})",
+        mib(coverage),
+        mib(list.len()),
+        fits(coverage)
     );
 
     // A changed entry: added to the running directory, then what the operator does at the

@@ -240,7 +240,7 @@ mod tests {
     use crate::coverage::resolve;
     use crate::credentials::{self, SecretsRead};
     use crate::health::probe::{Outcome as ProbeOutcome, Report};
-    use crate::resources::Environment;
+    use crate::resources::{Environment, packed};
     use crate::standby::Account;
     use crate::standby::passwords;
     use crate::testing::{environment, fixture};
@@ -335,13 +335,9 @@ mod tests {
     }
 
     /// The addresses the plan's coverage ConfigMap lists.
-    fn coverage_listing(plan: &Plan) -> &str {
+    fn coverage_listing(plan: &Plan) -> String {
         let map = config_map(plan, "example-com-coverage").expect("a coverage ConfigMap");
-        map.data
-            .as_ref()
-            .and_then(|d| d.get("addresses"))
-            .map(String::as_str)
-            .unwrap_or_default()
+        packed::table(map, crate::resources::coverage::ADDRESSES_KEY).unwrap_or_default()
     }
 
     /// The one child `pick` finds in the plan.
@@ -421,12 +417,9 @@ mod tests {
             ],
             "no webmail host, no Ingress"
         );
-        let config = config_map(&plan, "example-com-standby-config")
-            .unwrap()
-            .data
-            .clone()
-            .unwrap();
-        assert!(config["recipients"].contains("alice@example.com alice@example.com\n"));
+        let config = config_map(&plan, "example-com-standby-config").unwrap();
+        let recipients = packed::table(config, standby::RECIPIENTS_KEY).unwrap();
+        assert!(recipients.contains("alice@example.com alice@example.com\n"));
         let secret = built(&plan, |c| if let Child::Secret(s) = c { Some(s) } else { None });
         let passwd = String::from_utf8(secret.data.as_ref().unwrap()["passwd"].0.clone()).unwrap();
         assert!(passwd.starts_with("# ") && passwd.contains("alice@example.com:{SHA512-CRYPT}$6$"));
@@ -466,12 +459,10 @@ mod tests {
         };
         let plan = plan_in(&domain, &[&alice], &[Claim::of(&domain)], None, &world);
         assert_eq!(acting(&plan).without_password, ["alice@example.com"]);
+        let config = config_map(&plan, "example-com-standby-config").unwrap();
         assert!(
-            config_map(&plan, "example-com-standby-config")
+            packed::table(config, standby::RECIPIENTS_KEY)
                 .unwrap()
-                .data
-                .as_ref()
-                .unwrap()["recipients"]
                 .contains("alice@example.com alice@example.com"),
             "she still receives mail"
         );

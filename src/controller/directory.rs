@@ -13,6 +13,7 @@ use crate::api::domain::LdapDirectory;
 use crate::directory::sync::Registration;
 use crate::directory::{Bind, Observed, Query};
 use crate::health::scheduler::DomainKey;
+use crate::resources::coverage;
 use crate::resources::names::ChildNames;
 use crate::validation::ValidatedDomain;
 
@@ -99,11 +100,7 @@ async fn bind(ctx: &Context, namespace: &str, spec: &LdapDirectory) -> Result<Re
 async fn covered_before(ctx: &Context, namespace: &str, names: &ChildNames) -> Option<BTreeSet<String>> {
     // Read from the API server, once per domain after a restart: the cache keeps ConfigMaps
     // as a digest of their data (see `super::lean`).
-    let listing = ctx
-        .reader
-        .config_map_value(namespace, &names.coverage, crate::resources::coverage::ADDRESSES_KEY)
-        .await
-        .ok()
-        .flatten()?;
-    Some(listing.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+    let map = ctx.reader.config_map(namespace, &names.coverage).await.ok().flatten()?;
+    let listing = coverage::listed(&map, coverage::ADDRESSES_KEY)?;
+    Some(listing.into_iter().collect())
 }

@@ -28,12 +28,12 @@ impl Reader {
         Reader { client }
     }
 
-    /// The value under `key` in the ConfigMap `namespace/name`; `None` if either is missing.
-    pub async fn config_map_value(&self, namespace: &str, name: &str, key: &str) -> Result<Option<String>> {
-        let map = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+    /// The ConfigMap `namespace/name`, from the API server (not a cache, which may hold only
+    /// a digest of its data).
+    pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>> {
+        Ok(Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
-            .await?;
-        Ok(map.and_then(|map| map.data?.remove(key)))
+            .await?)
     }
 
     /// The `/summary` of the hand-back agent behind the mail Service `namespace/service`;

@@ -3,7 +3,7 @@
 //! (as long as the directory), the password hashes. The operator never reads those back: it
 //! only asks whether they still hold what it would apply, which the digest answers
 //! ([`Lean::lean`] is applied to the desired object too, and the two compared). The one key
-//! kept is the recipient table, which the gateway's journal copies are made from
+//! kept is the (gzipped) recipient table, which the gateway's journal copies are made from
 //! ([`super::transport`]). Other kinds are kept whole: their status is read, and their specs
 //! are small.
 
@@ -39,13 +39,13 @@ fn digest_into<T: Serialize>(meta: &mut ObjectMeta, data: &T) {
 impl Lean for ConfigMap {
     fn lean(&mut self) {
         let (kept, digested): (BTreeMap<_, _>, BTreeMap<_, _>) = self
-            .data
+            .binary_data
             .take()
             .unwrap_or_default()
             .into_iter()
             .partition(|(key, _)| key == RECIPIENTS_KEY);
-        digest_into(&mut self.metadata, &(digested, self.binary_data.take()));
-        self.data = (!kept.is_empty()).then_some(kept);
+        digest_into(&mut self.metadata, &(self.data.take(), digested));
+        self.binary_data = (!kept.is_empty()).then_some(kept);
     }
 }
 
@@ -66,6 +66,7 @@ impl Lean for Ingress {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::packed;
 
     fn map(value: &str) -> ConfigMap {
         ConfigMap {
@@ -91,18 +92,26 @@ mod tests {
 
     #[test]
     fn the_recipient_table_is_kept_for_the_gateway() {
+        let recipients = packed::pack("alice@example.com alice@example.com\n");
         let mut config = map("a = 1");
-        let recipients = "alice@example.com alice@example.com\n".to_owned();
-        config
-            .data
-            .as_mut()
-            .unwrap()
-            .insert(RECIPIENTS_KEY.to_owned(), recipients.clone());
-        config.lean();
+        config.binary_data = Some(BTreeMap::from([(RECIPIENTS_KEY.to_owned(), recipients.clone())]));
+        let mut other_recipients = config.clone();
+        other_recipients.binary_data = Some(BTreeMap::from([(RECIPIENTS_KEY.to_owned(), packed::pack(""))]));
+        let mut other_data = map("a = 2");
+        other_data.binary_data = config.binary_data.clone();
+        for object in [&mut config, &mut other_recipients, &mut other_data] {
+            object.lean();
+        }
+        assert_eq!(config.data, None);
         assert_eq!(
-            config.data,
+            config.binary_data,
             Some(BTreeMap::from([(RECIPIENTS_KEY.to_owned(), recipients)]))
         );
-        assert!(digest(&config).is_some());
+        assert_eq!(
+            digest(&config),
+            digest(&other_recipients),
+            "the kept table is compared itself"
+        );
+        assert_ne!(digest(&config), digest(&other_data));
     }
 }

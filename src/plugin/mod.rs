@@ -131,17 +131,14 @@ impl Domain {
     /// The covered addresses, as last rendered.
     pub fn covered(&self) -> Vec<String> {
         self.coverage
-            .iter()
-            .flat_map(|map| listed(map, ADDRESSES_KEY))
-            .map(str::to_owned)
-            .collect()
+            .as_ref()
+            .and_then(|map| listed(map, ADDRESSES_KEY))
+            .unwrap_or_default()
     }
 
     /// The directory's addresses not covered; `None` without a directory read.
     pub fn uncovered(&self) -> Option<Vec<String>> {
-        let map = self.coverage.as_ref()?;
-        map.data.as_ref()?.get(UNCOVERED_KEY)?;
-        Some(listed(map, UNCOVERED_KEY).map(str::to_owned).collect())
+        listed(self.coverage.as_ref()?, UNCOVERED_KEY)
     }
 
     /// The domain's ContinuityUsers, by name.

@@ -38,7 +38,7 @@ use super::pod::{
 use super::{child_labels, child_meta, next_hop, texts_hash};
 use crate::api::domain::VolumeOnDelete;
 use crate::handback::{settings, tracking};
-use crate::standby::{self, CONFIG_FILES, PASSWD_KEY, layout};
+use crate::standby::{self, CONFIG_FILES, ConfigFiles, PACKED_FILES, PASSWD_KEY, layout};
 use crate::validation::ValidatedDomain;
 
 /// Component label of the mail pod and its objects.
@@ -51,11 +51,12 @@ pub const SCRIPTS_HASH_ANNOTATION: &str = "continuity.mailops.io/scripts-hash";
 /// The capabilities Postfix's container keeps (see the module documentation).
 pub const POSTFIX_CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"];
 
-/// The ConfigMap holding `files` (keyed as [`CONFIG_FILES`]).
-pub fn config_map(domain: &ValidatedDomain<'_>, files: BTreeMap<String, String>) -> ConfigMap {
+/// The ConfigMap holding `files` (keyed as [`CONFIG_FILES`] and [`PACKED_FILES`]).
+pub fn config_map(domain: &ValidatedDomain<'_>, files: ConfigFiles) -> ConfigMap {
     ConfigMap {
         metadata: child_meta(domain, &domain.names.standby_config, COMPONENT),
-        data: Some(files),
+        data: Some(files.text),
+        binary_data: Some(files.packed),
         ..ConfigMap::default()
     }
 }
@@ -233,6 +234,7 @@ fn volumes(domain: &ValidatedDomain<'_>) -> Vec<Volume> {
                 items: Some(
                     CONFIG_FILES
                         .iter()
+                        .chain(&PACKED_FILES)
                         .map(|(key, path)| KeyToPath {
                             key: (*key).into(),
                             path: (*path).into(),

@@ -9,6 +9,7 @@ pub mod mail;
 pub mod names;
 pub mod network_policy;
 pub mod next_hop;
+pub mod packed;
 pub mod pod;
 pub mod webmail;
 

@@ -54,16 +54,21 @@ pub fn journal_entry(domain: &ContinuityDomain, cluster_domain: &str) -> Option<
     ))
 }
 
-/// The journal copies of a domain the map routes to its primary: each covered address (as
-/// its standby's recipient table lists them) with its journal address. None while routed to
-/// the standby: the standby then receives the mail itself.
-pub fn journal_copies(domain: &ContinuityDomain, covered: &[String]) -> Vec<(String, String)> {
+/// Whether the map routes `domain` to its primary (so its mail needs journal copies).
+pub fn routed_to_primary(domain: &ContinuityDomain) -> bool {
     let to_primary = domain
         .status
         .as_ref()
         .and_then(|s| s.routing.as_ref())
         .is_some_and(|r| r.target == RouteTarget::Primary);
-    if !to_primary || entry(domain).is_none() {
+    to_primary && entry(domain).is_some()
+}
+
+/// The journal copies of a domain the map routes to its primary: each covered address (as
+/// its standby's recipient table lists them) with its journal address. None while routed to
+/// the standby: the standby then receives the mail itself.
+pub fn journal_copies(domain: &ContinuityDomain, covered: &[String]) -> Vec<(String, String)> {
+    if !routed_to_primary(domain) {
         return Vec::new();
     }
     covered.iter().map(|a| (a.clone(), addresses::journal(a))).collect()

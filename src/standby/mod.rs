@@ -17,6 +17,10 @@ pub mod webmail;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::ByteString;
+
+use crate::resources::packed;
+
 /// The images the standby runs unless configured otherwise: the project's own (`images/`),
 /// built from Debian bookworm's packages, the very ones the tests run the rendered
 /// configuration with, and started by the end-to-end suite on a real node.
@@ -37,16 +41,21 @@ pub mod images {
 /// itself updates mounted ConfigMaps and Secrets within about a minute.
 pub const RELOAD_POLL_SECONDS: u32 = 5;
 
-/// The key of the recipient table (every covered address) in the configuration ConfigMap,
-/// which the gateway's journal copies are made from.
-pub const RECIPIENTS_KEY: &str = "recipients";
+/// The `binaryData` key of the recipient table (every covered address) in the configuration
+/// ConfigMap, which the gateway's journal copies are made from. It is the one table with a
+/// line per address, so it is gzipped ([`crate::resources::packed`]): about five times as
+/// many addresses fit one object. Postfix's run script unpacks it to [`layout::TABLES`].
+pub const RECIPIENTS_KEY: &str = "recipients.gz";
+
+/// The mail pod's gzipped files: their `binaryData` key and their path under
+/// [`layout::CONFIG`].
+pub const PACKED_FILES: [(&str, &str); 1] = [(RECIPIENTS_KEY, "postfix/recipients.gz")];
 
 /// The mail pod's configuration files: their key in the ConfigMap and their path under
 /// [`layout::CONFIG`].
-pub const CONFIG_FILES: [(&str, &str); 11] = [
+pub const CONFIG_FILES: [(&str, &str); 10] = [
     ("main.cf", "postfix/main.cf"),
     ("master.cf", "postfix/master.cf"),
-    (RECIPIENTS_KEY, "postfix/recipients"),
     ("senders", "postfix/senders"),
     ("journal", "postfix/journal"),
     ("handback", "postfix/handback"),
@@ -129,8 +138,17 @@ wait "$server"
     )
 }
 
-/// The ConfigMap's data: every file of [`CONFIG_FILES`], by key.
-pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
+/// What the configuration ConfigMap holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigFiles {
+    /// Every file of [`CONFIG_FILES`], by key (its `data`).
+    pub text: BTreeMap<String, String>,
+    /// Every file of [`PACKED_FILES`], gzipped, by key (its `binaryData`).
+    pub packed: BTreeMap<String, ByteString>,
+}
+
+/// The ConfigMap's files.
+pub fn config_files(settings: &MailSettings<'_>) -> ConfigFiles {
     let addresses: BTreeSet<String> = settings.accounts.iter().map(|a| a.address.clone()).collect();
     let postfix_settings = postfix::Settings {
         domain: settings.domain,
@@ -140,7 +158,6 @@ pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
     let files = [
         postfix::main_cf(&postfix_settings),
         postfix::master_cf(),
-        postfix::recipients(&addresses),
         postfix::senders(settings.domain),
         postfix::journal(settings.domain),
         postfix::handback(settings.domain),
@@ -150,11 +167,17 @@ pub fn config_files(settings: &MailSettings<'_>) -> BTreeMap<String, String> {
         postfix::run_script(),
         dovecot::run_script(),
     ];
-    CONFIG_FILES
-        .iter()
-        .zip(files)
-        .map(|((key, _), content)| ((*key).to_owned(), content))
-        .collect()
+    ConfigFiles {
+        text: CONFIG_FILES
+            .iter()
+            .zip(files)
+            .map(|((key, _), content)| ((*key).to_owned(), content))
+            .collect(),
+        packed: BTreeMap::from([(
+            RECIPIENTS_KEY.to_owned(),
+            packed::pack(&postfix::recipients(&addresses)),
+        )]),
+    }
 }
 
 /// The password file (the Secret's [`PASSWD_KEY`]).
@@ -167,6 +190,8 @@ pub fn passwd_file(settings: &MailSettings<'_>) -> String {
 pub mod layout {
     /// The persistent volume: Postfix's queue and data, Dovecot's mail store and state.
     pub const DATA: &str = "/var/mail-data";
+    /// Postfix's tables unpacked from the gzipped files of the configuration, on the volume.
+    pub const TABLES: &str = "/var/mail-data/tables";
     /// The rendered configuration (a ConfigMap).
     pub const CONFIG: &str = "/etc/continuity";
     /// The password hashes (a Secret).
@@ -242,10 +267,20 @@ mod tests {
             handback: &crate::handback::settings::HandBackSettings::hold_everything(),
         };
         let files = config_files(&settings);
-        assert_eq!(files.len(), CONFIG_FILES.len());
-        assert!(CONFIG_FILES.iter().all(|(key, _)| files.contains_key(*key)));
+        assert_eq!(files.text.len(), CONFIG_FILES.len());
+        assert!(CONFIG_FILES.iter().all(|(key, _)| files.text.contains_key(*key)));
+        assert_eq!(files.packed.len(), PACKED_FILES.len());
+        let recipients = packed::unpack(&files.packed[RECIPIENTS_KEY]).expect("a packed recipient map");
         assert!(
-            files.values().all(|content| !content.contains(&hash)),
+            recipients.contains("alice@example.com alice@example.com\n"),
+            "{recipients}"
+        );
+        assert!(
+            files
+                .text
+                .values()
+                .chain([&recipients])
+                .all(|content| !content.contains(&hash)),
             "hashes stay in the Secret"
         );
         assert!(passwd_file(&settings).contains(&format!("alice@example.com:{hash}\n")));

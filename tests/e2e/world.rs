@@ -112,12 +112,19 @@ spec:
 }
 
 /// Shell lines that copy the Postfix lookup tables `tables` from the ConfigMap mounted at
-/// `dir` to /etc/postfix and compile them: before Postfix starts, then whenever the kubelet
-/// updates the mounted files (as the README tells a provider to do with the gateway's).
-fn synced_tables(dir: &str, tables: &[&str]) -> String {
+/// `dir` (as `<table>.gz` when `gzipped`) to /etc/postfix and compile them: before Postfix
+/// starts, then whenever the kubelet updates the mounted files (as the README tells a
+/// provider to do with the gateway's).
+fn synced_tables(dir: &str, tables: &[&str], gzipped: bool) -> String {
+    let read = if gzipped {
+        format!("gzip -dc {dir}/$t.gz")
+    } else {
+        format!("cat {dir}/$t")
+    };
     format!(
-        "sync() {{ for t in {tables}; do cmp -s {dir}/$t /etc/postfix/$t || \
-         {{ cp {dir}/$t /etc/postfix/$t; postmap /etc/postfix/$t; }}; done; }}; sync; \
+        "sync() {{ for t in {tables}; do {read} > /etc/postfix/$t.new && \
+         {{ cmp -s /etc/postfix/$t.new /etc/postfix/$t && rm /etc/postfix/$t.new || \
+         {{ mv /etc/postfix/$t.new /etc/postfix/$t; postmap /etc/postfix/$t; }}; }}; done; }}; sync; \
          (while sleep 1; do sync; done) &",
         tables = tables.join(" ")
     )
@@ -150,7 +157,7 @@ pub fn mailbox_yaml(name: &str, domain: &str, access: Option<&str>) -> String {
     if let Some(config_map) = access {
         settings.push("smtpd_recipient_restrictions = check_recipient_access hash:/etc/postfix/access".to_owned());
         setup.push_str("; ");
-        setup.push_str(&synced_tables("/etc/continuity-access", &["access"]));
+        setup.push_str(&synced_tables("/etc/continuity-access", &["access"], false));
         volumes = config_map_volume(config_map, "/etc/continuity-access");
     }
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
@@ -196,7 +203,7 @@ pub fn gateway_yaml(name: &str, mail: &str, relay: Option<&str>) -> String {
             settings.push("recipient_bcc_maps = hash:/etc/postfix/recipient_bcc".to_owned());
             let dir = "/etc/continuity-transport";
             (
-                synced_tables(dir, &["transport", "recipient_bcc"]),
+                synced_tables(dir, &["transport", "recipient_bcc"], true),
                 config_map_volume("continuity-transport", dir),
             )
         }

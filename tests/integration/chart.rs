@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
+use continuity_operator::resources::packed;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
@@ -347,7 +348,9 @@ async fn a_namespaced_install_runs_the_operator_with_least_privilege() {
         Duration::from_secs(30),
         || async {
             let map = transport.get_opt("continuity-transport").await.ok().flatten()?;
-            map.data?.get("transport")?.contains(mail.as_str()).then_some(())
+            packed::table(&map, "transport.gz")?
+                .contains(mail.as_str())
+                .then_some(())
         },
     )
     .await;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
+use continuity_operator::resources::coverage;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -361,14 +362,13 @@ impl Scene {
     /// Waits until `<domain>-coverage` lists exactly `addresses`; returns it.
     pub async fn coverage_lists(&self, domain: &str, addresses: &[String]) -> ConfigMap {
         let maps: Api<ConfigMap> = self.api();
-        let expected: String = addresses.iter().map(|a| format!("{a}\n")).collect();
         let name = format!("{domain}-coverage");
         wait_for(
             &format!("{name} to list {addresses:?}"),
             Duration::from_secs(30),
             || async {
                 let map = maps.get_opt(&name).await.ok().flatten()?;
-                (map.data.as_ref()?.get("addresses") == Some(&expected)).then_some(map)
+                (coverage::listed(&map, coverage::ADDRESSES_KEY)?.as_slice() == addresses).then_some(map)
             },
         )
         .await

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use continuity_operator::api::ContinuityDomain;
 use continuity_operator::api::domain::{DomainPhase, RouteTarget};
+use continuity_operator::resources::packed;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -39,7 +40,7 @@ async fn transport_map(scene: &Scene) -> String {
         .await
         .ok()
         .flatten()
-        .and_then(|m| m.data?.get("transport").cloned())
+        .and_then(|m| packed::table(&m, "transport.gz"))
         .unwrap_or_default()
 }
 
@@ -508,7 +509,9 @@ async fn a_new_leader_corrects_a_stale_transport_map_at_once() {
     operator.kill().await;
     let client = client().await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let stale = serde_json::json!({ "data": { "transport": "# written before the crash\n" } });
+    let stale = serde_json::json!({
+        "binaryData": { "transport.gz": packed::pack("# written before the crash\n") }
+    });
     maps.patch("continuity-transport", &PatchParams::default(), &Patch::Merge(&stale))
         .await
         .expect("making the map stale");
@@ -516,7 +519,10 @@ async fn a_new_leader_corrects_a_stale_transport_map_at_once() {
     let _successor = Operator::start(OperatorOptions::scoped(&namespace));
     wait_for("the successor to rewrite the map", Duration::from_secs(60), || async {
         let map = maps.get_opt("continuity-transport").await.ok().flatten()?;
-        map.data?.get("transport")?.lines().any(|l| l == line).then_some(())
+        packed::table(&map, "transport.gz")?
+            .lines()
+            .any(|l| l == line)
+            .then_some(())
     })
     .await;
 }

@@ -15,7 +15,6 @@
 //! no port is reserved ahead. The mail user is `vmail`, as in the Dovecot image; hack/test.sh
 //! creates it.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,7 +22,8 @@ use std::time::Duration;
 
 use continuity_operator::handback::settings::{self, HandBackSettings};
 use continuity_operator::handback::tracking::{MessageList, Summary};
-use continuity_operator::standby::{CONFIG_FILES, PASSWD_KEY, layout};
+use continuity_operator::resources::packed;
+use continuity_operator::standby::{CONFIG_FILES, ConfigFiles, PACKED_FILES, PASSWD_KEY, RECIPIENTS_KEY, layout};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
@@ -48,10 +48,10 @@ pub struct MailStack {
     pub agent_http: Option<SocketAddr>,
 }
 
-/// The mail pod's files as the operator stored them: the ConfigMap's data by key, and the
-/// Secret's password file.
+/// The mail pod's files as the operator stored them: the ConfigMap's data and binaryData by
+/// key, and the Secret's password file.
 pub struct Files {
-    pub config: BTreeMap<String, String>,
+    pub config: ConfigFiles,
     pub passwd: String,
 }
 
@@ -137,13 +137,23 @@ impl MailStack {
         for (key, path) in CONFIG_FILES {
             let content = files
                 .config
+                .text
                 .get(key)
                 .unwrap_or_else(|| panic!("the ConfigMap has no {key}"));
-            write_atomically(&self.dir.join("config").join(path), &rewrite(content));
+            write_atomically(&self.dir.join("config").join(path), rewrite(content).as_bytes());
+        }
+        // Gzipped tables hold addresses only: nothing to rewrite.
+        for (key, path) in PACKED_FILES {
+            let content = files
+                .config
+                .packed
+                .get(key)
+                .unwrap_or_else(|| panic!("the ConfigMap has no {key}"));
+            write_atomically(&self.dir.join("config").join(path), &content.0);
         }
         // As the Secret volume shows it: the mail group may read it, nobody else (mode 0440).
         let passwd = self.dir.join("secrets").join(PASSWD_KEY);
-        write_atomically(&passwd, &files.passwd);
+        write_atomically(&passwd, files.passwd.as_bytes());
         let passwd = passwd.display().to_string();
         checked("chown", &[&format!("root:{}", layout::MAIL_USER), &passwd]);
         checked("chmod", &["0440", &passwd]);
@@ -223,7 +233,10 @@ impl MailStack {
 
     /// Tells the agent what to do, as the kubelet updates its file in the ConfigMap.
     pub fn set_handback(&self, settings: &HandBackSettings) {
-        write_atomically(&self.dir.join("config").join(settings::PATH), &settings.render());
+        write_atomically(
+            &self.dir.join("config").join(settings::PATH),
+            settings.render().as_bytes(),
+        );
     }
 
     /// The agent's `/summary`.
@@ -314,7 +327,7 @@ fn terminate(child: Option<Child>) {
 
 /// Replaces a file at once (write then rename), as the kubelet swaps a volume's files, so a
 /// reader never sees half of it.
-fn write_atomically(path: &Path, content: &str) {
+fn write_atomically(path: &Path, content: &[u8]) {
     let parent = path.parent().expect("a directory");
     std::fs::create_dir_all(parent).expect("config directory");
     let temporary = parent.join(format!(
@@ -480,12 +493,11 @@ pub async fn rendered(scene: &Scene, domain: &str, what: &str, ready: impl Fn(&F
     let (maps, secrets): (Api<ConfigMap>, Api<Secret>) = (scene.api(), scene.api());
     let ready = &ready;
     wait_for(what, Duration::from_secs(30), || async {
-        let config = maps
-            .get_opt(&format!("{domain}-standby-config"))
-            .await
-            .ok()
-            .flatten()?
-            .data?;
+        let map = maps.get_opt(&format!("{domain}-standby-config")).await.ok().flatten()?;
+        let config = ConfigFiles {
+            text: map.data?,
+            packed: map.binary_data?,
+        };
         let passwd = secrets
             .get_opt(&format!("{domain}-standby-passwords"))
             .await
@@ -502,7 +514,8 @@ pub async fn rendered(scene: &Scene, domain: &str, what: &str, ready: impl Fn(&F
     .await
 }
 
-/// The recipient map among the rendered files.
-pub fn recipients(files: &Files) -> &str {
-    files.config.get("recipients").map(String::as_str).unwrap_or_default()
+/// The recipient map among the rendered files, unpacked.
+pub fn recipients(files: &Files) -> String {
+    let table = files.config.packed.get(RECIPIENTS_KEY);
+    table.and_then(packed::unpack).unwrap_or_default()
 }

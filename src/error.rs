@@ -26,6 +26,10 @@ pub enum Error {
     #[error("leader election on Lease {lease}: {reason}")]
     LeaderElection { lease: String, reason: String },
 
+    /// The leader election's own thread could not be started.
+    #[error("cannot start the leader election thread: {0}")]
+    Runtime(#[source] std::io::Error),
+
     /// The HTTP endpoint (health, metrics) could not be served.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http {
@@ -75,7 +79,7 @@ impl Error {
             | Error::Config(_)
             | Error::PasswordHash(_)
             | Error::NotOwned { .. } => true,
-            Error::LeaderElection { .. } | Error::Http { .. } | Error::HandBack { .. } => false,
+            Error::LeaderElection { .. } | Error::Runtime(_) | Error::Http { .. } | Error::HandBack { .. } => false,
         }
     }
 
@@ -96,7 +100,7 @@ impl Error {
             Error::MissingField { .. } => "missing_field",
             Error::NotOwned { .. } => "not_owned",
             Error::Serialize { .. } => "serialize",
-            Error::LeaderElection { .. } => "leader_election",
+            Error::LeaderElection { .. } | Error::Runtime(_) => "leader_election",
             Error::Http { .. } => "http",
             Error::HandBack { .. } => "handback",
             Error::Config(_) => "config",

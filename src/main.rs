@@ -5,14 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::{Api, Client};
+use kube::Client;
 use tracing::{error, info};
 
 use continuity_operator::config::{Config, Switch};
 use continuity_operator::controller::{self, Settings};
 use continuity_operator::http;
-use continuity_operator::leader::{LeaderElector, Timing};
+use continuity_operator::leader::{Leadership, Timing};
 use continuity_operator::readiness::{Phase, Readiness};
 use continuity_operator::telemetry::{Metrics, logging};
 use continuity_operator::webhook::{self, Webhook};
@@ -52,7 +51,7 @@ async fn run(config: Config) -> Result<()> {
         ::http::header::USER_AGENT,
         ::http::HeaderValue::from_static(continuity_operator::USER_AGENT),
     ));
-    let client = Client::try_from(kube_config)?;
+    let client = Client::try_from(kube_config.clone())?;
     let lease_namespace = config
         .lease_namespace
         .clone()
@@ -76,8 +75,9 @@ async fn run(config: Config) -> Result<()> {
         tokio::spawn(webhook.watch_claims());
     }
     let identity = config.identity.clone().unwrap_or_else(default_identity);
-    let mut elector = LeaderElector::new(
-        Api::<Lease>::namespaced(client.clone(), &lease_namespace),
+    let mut leadership = Leadership::start(
+        kube_config,
+        lease_namespace.clone(),
         config.lease_name.clone(),
         identity.clone(),
         Timing {
@@ -89,7 +89,7 @@ async fn run(config: Config) -> Result<()> {
 
     readiness.set(Phase::Standby);
     tokio::select! {
-        acquired = elector.acquire() => acquired?,
+        acquired = leadership.acquired() => acquired?,
         () = shutdown.clone().wait() => return Ok(()),
     }
     metrics.set_leader(true);
@@ -114,7 +114,7 @@ async fn run(config: Config) -> Result<()> {
     let controllers = controller::run(client, settings, metrics.clone(), readiness.clone(), shutdown);
     tokio::select! {
         () = controllers => {}
-        lost = elector.hold() => {
+        lost = leadership.lost() => {
             // Another replica may already act; stop at once so two never reconcile together.
             metrics.set_leader(false);
             return Err(lost);
@@ -122,7 +122,7 @@ async fn run(config: Config) -> Result<()> {
     }
     readiness.set(Phase::Stopping);
     metrics.set_leader(false);
-    elector.release().await
+    leadership.release().await
 }
 
 fn host_name() -> String {

@@ -15,9 +15,11 @@ use flate2::write::GzEncoder;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 
-/// The largest table [`unpack`] inflates: well above what a 1 MiB object can hold packed, and
-/// a bound on what a hand-edited object can make the operator allocate.
-const MAX_UNPACKED: u64 = 256 * 1024 * 1024;
+/// The largest table [`unpack`] accepts: our tables pack five- to twentyfold, so a full 1 MiB
+/// object holds at most about 20 MiB of them; deflate reaches 1,000-fold, so without a bound a
+/// hand-edited ConfigMap in a tenant's namespace (a "gzip bomb") could make the operator
+/// allocate a gigabyte per read.
+const MAX_UNPACKED: u64 = 48 * 1024 * 1024;
 
 /// `text`, gzipped.
 pub fn pack(text: &str) -> ByteString {
@@ -30,15 +32,17 @@ pub fn pack(text: &str) -> ByteString {
     ByteString(packed)
 }
 
-/// The text `bytes` hold, or `None` when they are not a gzipped UTF-8 table (a hand edit, a
-/// truncated object): the caller then treats the table as absent and writes it again.
+/// The text `bytes` hold, or `None` when they are not a gzipped UTF-8 table of at most
+/// [`MAX_UNPACKED`] bytes (a hand edit, a truncated object, a bomb): the caller then treats
+/// the table as absent and writes it again.
 pub fn unpack(bytes: &ByteString) -> Option<String> {
     let mut text = String::new();
+    // One byte past the bound tells a table that ends there from one cut off by `take`.
     GzDecoder::new(bytes.0.as_slice())
-        .take(MAX_UNPACKED)
+        .take(MAX_UNPACKED + 1)
         .read_to_string(&mut text)
         .ok()?;
-    Some(text)
+    (text.len() as u64 <= MAX_UNPACKED).then_some(text)
 }
 
 /// The table under the `binaryData` key `key` of `map`, unpacked; `None` when it is absent
@@ -56,6 +60,15 @@ mod tests {
         let text = "example.com\tsmtp:[mx.example.com]:25\n";
         assert_eq!(unpack(&pack(text)).as_deref(), Some(text));
         assert_eq!(unpack(&pack("")).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_table_inflating_past_the_bound_is_refused_not_cut_short() {
+        let bomb = pack(&"\n".repeat(MAX_UNPACKED as usize + 1));
+        assert!(bomb.0.len() < 128 * 1024, "deflate packs a run of newlines ~1,000-fold");
+        assert_eq!(unpack(&bomb), None);
+        let largest = "\n".repeat(MAX_UNPACKED as usize);
+        assert_eq!(unpack(&pack(&largest)).map(|text| text.len()), Some(largest.len()));
     }
 
     #[test]

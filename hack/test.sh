@@ -21,7 +21,7 @@ step "Debian packages"
 # package must not configure (or start) a system one.
 echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
 echo "slapd slapd/no_configuration boolean true" | as_root debconf-set-selections
-ensure_packages curl openssl python3-venv postfix swaks dovecot-imapd dovecot-lmtpd slapd ldap-utils
+ensure_packages curl openssl python3-venv postfix swaks dovecot-imapd dovecot-lmtpd slapd ldap-utils lua5.1
 getent passwd vmail >/dev/null ||
   as_root useradd --system --user-group --no-create-home --shell /usr/sbin/nologin vmail
 

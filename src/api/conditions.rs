@@ -27,6 +27,10 @@ pub mod types {
     /// `spec.users.scope` asks for `AllUsers`, which would remove the domain's ContinuityUsers:
     /// present (True) only while the switch waits for confirmation.
     pub const SCOPE_CHANGE_NEEDS_CONFIRMATION: &str = "ScopeChangeNeedsConfirmation";
+    /// kstatus: the operator is still working towards the spec (present only while True).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: nothing moves until a person changes something (present only while True).
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Condition reasons, CamelCase, a stable API.

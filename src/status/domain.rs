@@ -12,6 +12,7 @@ use crate::directory;
 use crate::health::tracker::Health;
 use crate::routing::decision::{Decision, Flip};
 use crate::status::primary::{primary_reachable, probe_status, whole_seconds};
+use crate::status::progress;
 use crate::status::standby::Readiness;
 use crate::validation::Idle;
 use crate::validation::claims::ClaimOutcome;
@@ -363,10 +364,12 @@ pub fn compute(domain: &ContinuityDomain, report: &Report, now: &Time, heartbeat
         || conditions::find(&previous.conditions, types::PRIMARY_REACHABLE)
             .is_none_or(|shown| shown.reason != primary.reason || shown.status != primary.status.as_str());
     let generation = domain.metadata.generation;
+    let kstatus = progress::domain(phase, &ready);
     let conditions = conditions::settle(
         &previous.conditions,
         [ready, standby, primary, continuity, conflict]
             .into_iter()
+            .chain(kstatus)
             .chain(deactivating(domain, messages.as_ref()))
             .chain(acted.and_then(|a| scope_change(&a.scope)))
             .chain(acted.and_then(|a| {

@@ -4,5 +4,6 @@
 
 pub mod domain;
 pub mod primary;
+pub mod progress;
 pub mod standby;
 pub mod user;

@@ -7,6 +7,7 @@ use crate::api::conditions::{self, Desired, Status, reasons, types};
 use crate::api::user::ContinuityUserStatus;
 use crate::coverage::Verdict;
 use crate::credentials::Missing;
+use crate::status::progress;
 
 /// What the controller found out about a user.
 #[derive(Clone, Debug)]
@@ -43,9 +44,11 @@ pub fn compute(user: &ContinuityUser, facts: &UserFacts<'_>, now: &Time) -> Cont
         ),
     };
     let generation = user.metadata.generation;
+    let kstatus = progress::user(&ready, &covered);
+    let desired = [ready, covered].into_iter().chain(kstatus).collect();
     ContinuityUserStatus {
         observed_generation: generation,
-        conditions: conditions::settle(&previous.conditions, vec![ready, covered], generation, now),
+        conditions: conditions::settle(&previous.conditions, desired, generation, now),
     }
 }
 

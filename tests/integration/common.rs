@@ -406,14 +406,19 @@ pub async fn set_pods_ready(scene: &Scene, component: &str, ready: bool) -> usiz
 /// Makes the standby of every domain in the scene ready, as the kubelet would by reporting
 /// its pods ready, and waits until `domain` shows it: only then may it fail over.
 pub async fn standby_ready(scene: &Scene, domain: &str) {
-    set_pods_ready(scene, "standby-mail", true).await;
-    set_pods_ready(scene, "webmail", true).await;
-    reach(
-        &scene.api::<ContinuityDomain>(),
-        domain,
-        "StandbyReady",
-        "True",
-        "Provisioned",
+    let domains = scene.api::<ContinuityDomain>();
+    // Marked again until `domain` shows it: its pods may not exist yet when another
+    // domain's do.
+    wait_for(
+        &format!("ContinuityDomain {domain}: StandbyReady=True (Provisioned)"),
+        Duration::from_secs(30),
+        || async {
+            set_pods_ready(scene, "standby-mail", true).await;
+            set_pods_ready(scene, "webmail", true).await;
+            let shown = domains.get(domain).await.ok()?;
+            let (status, reason, _) = condition(shown.conditions()?, "StandbyReady")?;
+            (status == "True" && reason == "Provisioned").then_some(())
+        },
     )
     .await;
 }
@@ -561,6 +566,10 @@ impl Operator {
             || async {
                 let log = self.log_text();
                 let line = log.lines().find(|l| l.contains(marker))?;
+                // JSON logs (`--log-format json`) carry it as a field.
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+                    return json["addr"].as_str()?.parse().ok();
+                }
                 let plain = strip_ansi(line);
                 plain.split_once("addr=")?.1.split_whitespace().next()?.parse().ok()
             },

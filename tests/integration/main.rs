@@ -8,6 +8,7 @@ mod directory;
 mod dns;
 mod domains;
 mod failover;
+mod gitops;
 mod handback;
 mod health;
 mod leader_election;

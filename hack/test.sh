@@ -22,6 +22,8 @@ step "Debian packages"
 echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
 echo "slapd slapd/no_configuration boolean true" | as_root debconf-set-selections
 ensure_packages curl openssl python3-venv postfix swaks dovecot-imapd dovecot-lmtpd slapd ldap-utils lua5.1
+# promtool checks the metrics, alerting rules and dashboard queries (tests call it themselves).
+hack/promtool.sh >/dev/null
 getent passwd vmail >/dev/null ||
   as_root useradd --system --user-group --no-create-home --shell /usr/sbin/nologin vmail
 

@@ -87,7 +87,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     let validation = validation::validate(&domain, granted, &claimants, &ctx.settings.environment)?;
     if let ClaimOutcome::Lost { winner } = &validation.claim {
         // Status does not name the winner to the tenant; the provider's log does.
-        info!(domain = %format!("{namespace}/{}", key.1), %mail_domain, %winner, "mail domain claimed by an earlier ContinuityDomain");
+        info!(%mail_domain, %winner, "mail domain claimed by an earlier ContinuityDomain");
     }
     let scope = coverage::scope_course(&domain, &users);
     let (credentials, directory) = match &validation.standing {
@@ -137,11 +137,11 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
             // and the ContinuityUsers go.
             if let coverage::ScopeCourse::SwitchConfirmed { remove } = &scope {
                 apply::remove_users(&ctx, &namespace, remove).await?;
-                info!(domain = %format!("{namespace}/{}", key.1), removed = remove.len(), "scope switched to AllUsers");
+                info!(removed = remove.len(), "scope switched to AllUsers");
                 events::publish_scope_change(&ctx.recorder, &domain, remove, &ctx.metrics).await;
             }
             for refusal in &applied.refused {
-                warn!(domain = %format!("{namespace}/{}", key.1), child = %refusal.child, error = %refusal.error, "the API server refused a child");
+                warn!(child = %refusal.child, error = %refusal.error, "the API server refused a child");
             }
             let acting = *acting;
             let previous = domain.status.as_ref();
@@ -194,16 +194,17 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     let written = apply::status(&ctx, domain.as_ref(), &previous, &status).await?;
     if written == Outcome::Written {
         ctx.last_domain_status.record(uid, status.clone());
-        info!(domain = %format!("{namespace}/{}", key.1), phase = ?status.phase, "status updated");
+        info!(phase = ?status.phase, "status updated");
+        let flip = report.route().filter(|route| route.decision.flip.is_some());
         events::publish(
             &ctx.recorder,
             domain.as_ref(),
-            &previous.conditions,
-            &status.conditions,
+            (&previous.conditions, &status.conditions),
+            flip.is_some(),
             &ctx.metrics,
         )
         .await;
-        if let Some(route) = report.route().filter(|route| route.decision.flip.is_some()) {
+        if let Some(route) = flip {
             announce_flip(
                 &ctx,
                 &domain,
@@ -223,7 +224,7 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     // A finalizer cannot be added once deletion started; it can always be removed.
     if keep != has && (has || !deleting) {
         apply::handback_finalizer(&ctx, &domain, keep).await?;
-        info!(domain = %format!("{namespace}/{}", key.1), pending, keep, "hand-back finalizer updated");
+        info!(pending, keep, "hand-back finalizer updated");
     }
     let mut outcomes = applied.outcomes;
     outcomes.push(written);
@@ -259,7 +260,7 @@ async fn announce_flip(
             previous_since.and_then(|since| Duration::try_from(decision.since.duration_since(since)).ok())
         }
     };
-    info!(domain = %format!("{}/{}", domain.namespace().unwrap_or_default(), domain.name_any()), ?flip, reason = decision.reason, "routing flipped");
+    info!(?flip, reason = decision.reason, "routing flipped");
     ctx.metrics.flipped(flip, ended);
     events::publish_flip(&ctx.recorder, domain, decision, &ctx.metrics).await;
 }

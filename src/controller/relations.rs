@@ -285,6 +285,13 @@ impl Context {
             self.prober.register(&domain_key(domain), registration);
         }
         match event {
+            Event::Apply(domain) | Event::InitApply(domain) => {
+                self.metrics.domains.update(&domain_key(domain), domain.status.as_ref());
+            }
+            Event::Delete(domain) => self.metrics.domains.remove(&domain_key(domain)),
+            _ => {}
+        }
+        match event {
             Event::Apply(domain) | Event::Delete(domain) | Event::InitApply(domain) => {
                 let touched = Touched {
                     domains: vec![domain_key(domain)],
@@ -300,6 +307,7 @@ impl Context {
                 let present: Vec<DomainKey> = self.caches.domains.state().iter().map(|d| domain_key(d)).collect();
                 self.prober.retain(&present);
                 self.directories.retain(&present);
+                self.metrics.domains.retain(&present);
             }
             Event::Init => {}
         }

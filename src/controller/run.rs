@@ -15,7 +15,8 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
-use tracing::{debug, info, warn};
+use tracing::field::Empty;
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::apply::Writer;
 use super::context::{Caches, Connections, Context, Settings, Triggers, backoff_key};
@@ -267,7 +268,16 @@ where
 {
     let started = tokio::time::Instant::now();
     let key = backoff_key(object.as_ref());
-    let result = reconcile(object, ctx.clone()).await;
+    // Every line a reconcile logs carries its object as fields (JSON: under "span").
+    let kind = K::kind(&());
+    let span = info_span!("reconcile", %kind, namespace = Empty, domain = Empty, user = Empty);
+    let meta = object.meta();
+    span.record("namespace", meta.namespace.as_deref().unwrap_or_default());
+    span.record(
+        if kind == "ContinuityUser" { "user" } else { "domain" },
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    let result = reconcile(object, ctx.clone()).instrument(span).await;
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed());
     if result.is_ok() {
         ctx.reset_backoff(&key);

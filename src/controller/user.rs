@@ -62,12 +62,12 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
     let status = compute(&user, &facts, &Time(Timestamp::now()));
     let written = apply::status(&ctx, user.as_ref(), &previous, &status).await?;
     if written == Outcome::Written {
-        info!(user = %format!("{namespace}/{}", user.name_any()), verdict = ?facts.verdict, "status updated");
+        info!(verdict = ?facts.verdict, "status updated");
         events::publish(
             &ctx.recorder,
             user.as_ref(),
-            &previous.conditions,
-            &status.conditions,
+            (&previous.conditions, &status.conditions),
+            false,
             &ctx.metrics,
         )
         .await;

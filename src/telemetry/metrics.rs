@@ -1,5 +1,6 @@
 //! Prometheus metrics of the operator, served on `/metrics`.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,6 +14,7 @@ use crate::Error;
 use crate::health::probe::Outcome;
 use crate::health::tracker::Health;
 use crate::routing::decision::Flip;
+use crate::telemetry::domains::DomainSeries;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -42,6 +44,11 @@ struct AdmissionLabels {
 struct DomainLabels {
     namespace: String,
     name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,11 +97,13 @@ pub struct Metrics {
     probe_duration: Histogram,
     primary: PrimarySeries,
     flips: Family<FlipLabels, Counter>,
-    continuity_seconds: Counter<f64>,
+    active_seconds: Counter<f64>,
     widespread_failure: Gauge,
     failover_holds: Counter,
     directory_reads: Family<ResultLabels, Counter>,
     admissions: Family<AdmissionLabels, Counter>,
+    /// The per-domain state series, from each domain's status.
+    pub domains: DomainSeries,
 }
 
 impl Default for Metrics {
@@ -172,11 +181,11 @@ impl Default for Metrics {
             "Routing flips, by new target (standby or primary)",
             flips.clone(),
         );
-        let continuity_seconds = Counter::<f64>::default();
+        let active_seconds = Counter::<f64>::default();
         registry.register(
-            "continuity_seconds",
-            "Time domains spent in continuity, counted when continuity ends",
-            continuity_seconds.clone(),
+            "active_seconds",
+            "Time domains spent with their mail routed to the standby, counted when continuity ends",
+            active_seconds.clone(),
         );
         let widespread_failure = Gauge::default();
         registry.register(
@@ -202,8 +211,18 @@ impl Default for Metrics {
             "Reads of tenants' LDAP directories, by result (Ok, or the step that failed: Connect, Bind, Search)",
             directory_reads.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The operator's version, value 1", build_info);
+        let domains = DomainSeries::default();
+        domains.register(&mut registry);
         Self {
             registry,
+            domains,
             directory_reads,
             admissions,
             reconciliations,
@@ -215,7 +234,7 @@ impl Default for Metrics {
             probe_duration,
             primary,
             flips,
-            continuity_seconds,
+            active_seconds,
             widespread_failure,
             failover_holds,
         }
@@ -324,7 +343,7 @@ impl Metrics {
         };
         self.flips.get_or_create(&FlipLabels { to }).inc();
         if let Some(ended) = ended {
-            self.continuity_seconds.inc_by(ended.as_secs_f64());
+            self.active_seconds.inc_by(ended.as_secs_f64());
         }
     }
 
@@ -341,13 +360,43 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
-    /// The metrics in the Prometheus text format.
+    /// The metrics in the Prometheus text format (0.0.4): see [`to_text_format`].
+    pub fn encode_text_format(&self) -> String {
+        to_text_format(&self.encode())
+    }
+
+    /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// OpenMetrics as the Prometheus text format (0.0.4), the one `promtool check metrics` and
+/// older scrapers read: OpenMetrics names a counter family without the `_total` its samples
+/// carry and ends with `# EOF`; the text format names the family as its samples. Sample lines
+/// are the same in both. (prometheus-client writes OpenMetrics only.)
+fn to_text_format(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        let renamed = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let (name, rest) = line.strip_prefix(prefix)?.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {rest}"))
+        });
+        match renamed {
+            Some(line) => text.push_str(&line),
+            None if line == "# EOF" || line.starts_with("# UNIT ") => continue,
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -376,9 +425,29 @@ mod tests {
             r#"continuity_routing_flips_total{to="primary"} 1"#,
             "continuity_widespread_failure 1",
             "continuity_failover_holds_total 1",
-            "continuity_continuity_seconds_total 90.0",
+            "continuity_active_seconds_total 90.0",
+            format!(r#"continuity_build_info{{version="{}"}} 1"#, env!("CARGO_PKG_VERSION")).as_str(),
         ] {
             assert!(text.contains(expected), "missing {expected} in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_text_format_names_counter_families_as_their_samples() {
+        let metrics = Metrics::default();
+        metrics.probed("Ok", Duration::from_millis(1));
+        let text = metrics.encode_text_format();
+        assert!(text.contains("# TYPE continuity_probes_total counter\n"), "{text}");
+        assert!(
+            text.contains("# HELP continuity_probes_total SMTP health checks"),
+            "{text}"
+        );
+        assert!(text.contains(r#"continuity_probes_total{result="Ok"} 1"#), "{text}");
+        assert!(
+            text.contains("# TYPE continuity_probe_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE continuity_leader gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
     }
 }

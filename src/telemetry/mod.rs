@@ -1,5 +1,6 @@
 //! Observability: Prometheus metrics and structured logs.
 
+pub mod domains;
 pub mod logging;
 pub mod metrics;
 

@@ -145,7 +145,7 @@ async fn a_stopped_postfix_primary_fails_over_and_comes_back_after_the_hold_time
         operator.metric(r#"continuity_routing_flips_total{to="primary"}"#).await,
         1.0
     );
-    assert!(operator.metric("continuity_continuity_seconds_total").await >= 5.0);
+    assert!(operator.metric("continuity_active_seconds_total").await >= 5.0);
     assert!(operator.metric(r#"continuity_probes_total{result="Refused"}"#).await >= 3.0);
 }
 

@@ -13,6 +13,7 @@ mod handback;
 mod health;
 mod leader_election;
 mod mailstack;
+mod observability;
 mod own_faults;
 mod peers;
 mod plugin;

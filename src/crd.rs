@@ -11,9 +11,19 @@ const HEADER: &str = "# Generated from the Rust types by `cargo run --bin crdgen
 /// Path of the chart template holding the CRDs.
 pub const CHART_TEMPLATE: &str = "charts/continuity-operator/templates/crds.yaml";
 
+/// The label every CRD carries, so that `kubectl get crd -l` finds ours.
+const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "continuity-operator");
+
 /// The operator's CRDs.
 pub fn definitions() -> Vec<CustomResourceDefinition> {
-    vec![ContinuityDomain::crd(), ContinuityUser::crd()]
+    let mut crds = vec![ContinuityDomain::crd(), ContinuityUser::crd()];
+    for crd in &mut crds {
+        crd.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(PART_OF.0.into(), PART_OF.1.into());
+    }
+    crds
 }
 
 fn to_yaml(crd: &CustomResourceDefinition) -> String {
@@ -41,7 +51,12 @@ pub fn generated_files() -> Vec<(String, String)> {
             .get_or_insert_with(Default::default)
             .insert("helm.sh/resource-policy".into(), "keep".into());
         template.push_str("---\n");
-        template.push_str(&to_yaml(&crd));
+        // The release's labels (and the provider's commonLabels) join ours.
+        template.push_str(&to_yaml(&crd).replacen(
+            "\n  labels:\n",
+            "\n  labels:\n    {{- include \"continuity-operator.labels\" . | nindent 4 }}\n",
+            1,
+        ));
     }
     template.push_str("{{- end }}\n");
     files.push((CHART_TEMPLATE.to_owned(), template));

@@ -39,7 +39,7 @@ fn helm_python() -> &'static PathBuf {
 }
 
 /// Runs hack/helm.py; returns (success, its JSON output).
-fn helm(args: &[&str]) -> (bool, String) {
+pub(crate) fn helm(args: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(helm_python())
         .arg(repo().join("hack/helm.py"))
         .args(args)
@@ -52,11 +52,11 @@ fn helm(args: &[&str]) -> (bool, String) {
     )
 }
 
-fn chart() -> String {
+pub(crate) fn chart() -> String {
     repo().join("charts/continuity-operator").display().to_string()
 }
 
-fn install(release: &str, namespace: &str, values: serde_json::Value, take_ownership: bool) {
+pub(crate) fn install(release: &str, namespace: &str, values: serde_json::Value, take_ownership: bool) {
     let mut extra = Vec::new();
     if take_ownership {
         extra.push("--take-ownership");
@@ -87,7 +87,7 @@ fn release_chart(command: &str, release: &str, namespace: &str, values: &serde_j
     assert!(ok, "helm {command} failed: {output}");
 }
 
-fn uninstall(release: &str, namespace: &str) {
+pub(crate) fn uninstall(release: &str, namespace: &str) {
     let kubeconfig = kubeconfig().display().to_string();
     let (ok, output) = helm(&[
         "uninstall",

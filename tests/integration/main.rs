@@ -2,6 +2,7 @@
 //! kube-controller-manager), with the operator binary running as a subprocess.
 
 mod chart;
+mod chart_options;
 mod common;
 mod crds;
 mod directory;

@@ -65,15 +65,7 @@ async fn monitoring_crds(client: &Client) {
         .expect("a CRD");
         // Another test may have created it first.
         let _ = crds.create(&PostParams::default(), &crd).await;
-        wait_for(&format!("the {kind} CRD served"), Duration::from_secs(30), || async {
-            let crd = crds.get(&format!("{plural}.monitoring.coreos.com")).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
+        established(&crds, &format!("{plural}.monitoring.coreos.com")).await;
     }
 }
 

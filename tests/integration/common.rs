@@ -96,21 +96,44 @@ async fn install_crds(client: &Client) {
         .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
     }
     for crd in continuity_operator::crd::definitions() {
-        let name = crd.name_any();
-        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        })
-        .await;
+        established(&crds, &crd.name_any()).await;
     }
+}
+
+/// Waits until the API server serves the CRD `name`.
+pub async fn established(crds: &Api<CustomResourceDefinition>, name: &str) {
+    wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || async {
+        let crd = crds.get(name).await.ok()?;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Runs `command` with `stdin` as its standard input; returns (success, stdout, stderr).
+pub fn run_with_input(command: &mut std::process::Command, stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .unwrap_or_else(|e| panic!("writing to {command:?}: {e}"));
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Polls `check` until it yields a value; panics with `what` after `timeout`.

@@ -4,8 +4,7 @@
 //! waiter), in every phase the control plane can bring a domain to.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use continuity_operator::api::domain::{DomainPhase, RouteTarget};
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
@@ -106,26 +105,10 @@ fn run_lua(object: &Value, body: &str, print: &str) -> String {
         "{ENCODE}\nlocal obj = {}\nlocal function script()\n{body}\nend\nio.write(({print})(script()))\n",
         lua(object)
     );
-    let mut child = Command::new("lua5.1")
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lua5.1 (Debian package lua5.1; hack/test.sh installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(program.as_bytes())
-        .expect("writing the program");
-    let output = child.wait_with_output().expect("lua5.1 runs");
-    assert!(
-        output.status.success(),
-        "the script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
+    // lua5.1 is Debian's package lua5.1 (hack/test.sh installs it).
+    let (ok, stdout, stderr) = run_with_input(Command::new("lua5.1").arg("-"), &program);
+    assert!(ok, "the script failed: {stderr}");
+    stdout
 }
 
 /// Argo CD's health of `object`: (status, message).

@@ -5,9 +5,8 @@
 //! reconciled object as fields of the reconcile span.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use continuity_operator::api::ContinuityDomain;
@@ -36,29 +35,8 @@ fn promtool() -> &'static PathBuf {
 
 /// Runs promtool with `args` (and `stdin`); returns (success, what it printed).
 fn run_promtool(args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new(promtool())
-        .args(args)
-        .current_dir(repo())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("writing to promtool");
-    let output = child.wait_with_output().expect("promtool finishes");
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    let (ok, stdout, stderr) = run_with_input(Command::new(promtool()).args(args).current_dir(repo()), stdin);
+    (ok, format!("{stdout}{stderr}"))
 }
 
 const ALERTS: &str = "charts/continuity-operator/files/alerts.yaml";

@@ -43,7 +43,10 @@ await step('reply', async () => {
   await page.waitForSelector('#composebody', { timeout: 60000 });
   await page.fill('#composebody', 'Replied from the continuity webmail.');
   await page.locator('button.send:visible, a.send:visible').first().click();
-  await page.getByText('Message sent successfully').first().waitFor({ timeout: 60000 });
+  // Roundcube leaves the compose screen only once the message is sent; its "Message sent
+  // successfully" notice lasts a few seconds and was missed once on a loaded machine (the
+  // reply had gone). The Rust side checks the reply reached the relay.
+  await page.waitForURL((url) => !/_action=compose/.test(url.toString()), { timeout: 60000 });
 });
 await page.screenshot({ path: `${screenshots}/sent.png`, fullPage: true });
 await browser.close();

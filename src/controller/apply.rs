@@ -3,8 +3,8 @@
 //! spec no longer asks for. An object this domain does not control (another domain's child, or
 //! anything else that happens to have the name) is never written nor deleted: forced apply
 //! would take it over, and garbage collection would delete it with the domain. Applying a domain's [`Desired`] children yields [`Applied`]: what
-//! was written and what the API server refused. An unchanged child (same spec
-//! hash as the cached one) and an unchanged status are never sent, nor is a repeat of what was
+//! was written and what the API server refused. An unchanged child (the fields the operator
+//! owns in it hold what it would apply, [`super::lean`]) and an unchanged status are never sent, nor is a repeat of what was
 //! just written while the cache catches up ([`super::memo`]); a steady-state reconcile makes no
 //! API writes. Besides: the hand-back finalizer, the transport map, and the deletion of a
 //! domain's ContinuityUsers once its switch to `AllUsers` is confirmed.
@@ -20,11 +20,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Context;
-use super::lean::Lean;
+use super::lean::{self, Lean};
 use super::memo::WriteMemo;
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::plan::{Desired, Removal};
-use crate::resources::{Child, Optional, content_hash, is_subset, spec_hash};
+use crate::resources::{Child, Optional, content_hash, spec_hash};
 use crate::telemetry::metrics::Write;
 use crate::{Error, FIELD_MANAGER, Result};
 
@@ -94,17 +94,10 @@ where
     if foreign {
         return Err(Error::NotOwned { child: describe() });
     }
-    // The hash alone would miss a hand edit that kept the annotation: the cached child must
-    // also still hold every field we want, with our values.
-    // Compared as the cache keeps objects (ConfigMaps and Secrets by a digest of their data).
-    let lean = || {
-        let mut lean = desired.clone();
-        lean.lean();
-        to_json(&lean)
-    };
+    // Unchanged when the fields the operator owns in the child hold exactly what it would
+    // apply: a hand edit of any of them takes it out of the operator's set.
     if let Some(cached) = cached.as_deref()
-        && spec_hash(cached) == Some(hash)
-        && is_subset(&lean()?, &to_json(cached)?)
+        && lean::owned_digest(cached) == Some(lean::applied_digest(&to_json(desired)?).as_str())
     {
         return Ok(Outcome::Unchanged);
     }
@@ -227,10 +220,10 @@ where
     Ok(Outcome::Written)
 }
 
-/// Applies `status` to the status subresource of `object` unless it equals `previous`. The body
-/// holds nothing but the status: Kubernetes before 1.22 mis-tracks field ownership of spec
-/// fields sent to /status.
-pub async fn status<K, S>(ctx: &Context, object: &K, previous: &S, status: &S) -> Result<Outcome>
+/// Applies `status` to the status subresource of `object` unless it equals `previous`, counted
+/// as `write` (a status or a heartbeat). The body holds nothing but the status: Kubernetes
+/// before 1.22 mis-tracks field ownership of spec fields sent to /status.
+pub async fn status<K, S>(ctx: &Context, object: &K, (previous, status): (&S, &S), write: Write) -> Result<Outcome>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     S: Serialize + PartialEq,
@@ -259,7 +252,7 @@ where
         .patch_status(&name, &apply_params(), &Patch::Apply(&body))
         .await?;
     ctx.writer.memo.record(target, content);
-    ctx.metrics.api_write(&K::kind(&()), Write::Status);
+    ctx.metrics.api_write(&K::kind(&()), write);
     Ok(Outcome::Written)
 }
 

@@ -22,8 +22,12 @@ where
     }
 }
 
-/// A watch whose objects are kept without managedFields (a large share of each object that the
-/// operator never reads), retried with client-go's backoff.
+/// The annotation `kubectl apply` keeps a whole copy of the object in (of a Secret: its data).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A watch whose objects are kept without managedFields and without `kubectl apply`'s copy of
+/// themselves (together often more than the rest of the object, and never read), retried
+/// with client-go's backoff.
 pub fn lean_watch<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -31,9 +35,10 @@ pub fn lean_watch<K>(
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(api, config)
-        .default_backoff()
-        .modify(|object| object.managed_fields_mut().clear())
+    watcher(api, config).default_backoff().modify(|object| {
+        object.managed_fields_mut().clear();
+        object.annotations_mut().remove(LAST_APPLIED);
+    })
 }
 
 /// A watch of the operator's children of kind `K` in scope (selected by label), feeding a
@@ -54,7 +59,9 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = lean_watch(scoped::<K>(client, namespace), config.clone())
+    // Not `lean_watch`: leaning reads the managedFields before dropping them.
+    let stream = watcher(scoped::<K>(client, namespace), config.clone())
+        .default_backoff()
         .modify(K::lean)
         .reflect(writer)
         .touched_objects();

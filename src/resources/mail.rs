@@ -321,6 +321,9 @@ pub fn stateful_set(domain: &ValidatedDomain<'_>, existing: Option<DataVolume>) 
                 spec: Some(PersistentVolumeClaimSpec {
                     access_modes: Some(vec!["ReadWriteOnce".into()]),
                     storage_class_name: volume.storage_class_name,
+                    // The API server's default, set here because the templates are owned as
+                    // one atomic list: a default filled in would read as a hand edit.
+                    volume_mode: Some("Filesystem".into()),
                     resources: Some(VolumeResourceRequirements {
                         requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(volume.size))])),
                         ..VolumeResourceRequirements::default()

@@ -9,6 +9,7 @@ pub mod mail;
 pub mod names;
 pub mod network_policy;
 pub mod next_hop;
+pub mod ownership;
 pub mod packed;
 pub mod pod;
 pub mod webmail;
@@ -186,36 +187,6 @@ pub fn stamp<K: Resource + Serialize>(mut object: K) -> Result<(K, String)> {
     Ok((object, hash))
 }
 
-/// Whether every field `desired` sets holds the same value in `actual`. Objects in `actual`
-/// may carry more fields (defaults the API server fills in, fields others own); lists must
-/// have the same length, element by element; quantities under `resources` that the server
-/// rewrote in canonical form (`0.5` as `500m`) count as equal.
-pub fn is_subset(desired: &serde_json::Value, actual: &serde_json::Value) -> bool {
-    subset(desired, actual, false)
-}
-
-/// Fields an older API server drops from what it stores, so their absence is no edit:
-/// Kubernetes 1.20 (its IPv6DualStack gate off by default) drops a Service's `ipFamilies` and
-/// `ipFamilyPolicy`. Without this, such a Service would be applied again at every reconcile.
-const DROPPED_BY_OLDER_SERVERS: &[&str] = &["ipFamilies", "ipFamilyPolicy"];
-
-fn subset(desired: &serde_json::Value, actual: &serde_json::Value, quantities: bool) -> bool {
-    use serde_json::Value;
-    match (desired, actual) {
-        (Value::Object(wanted), Value::Object(present)) => wanted.iter().all(|(key, value)| match present.get(key) {
-            Some(found) => subset(value, found, quantities || key == "resources"),
-            None => DROPPED_BY_OLDER_SERVERS.contains(&key.as_str()),
-        }),
-        (Value::Array(wanted), Value::Array(present)) => {
-            wanted.len() == present.len() && wanted.iter().zip(present).all(|(w, p)| subset(w, p, quantities))
-        }
-        (Value::String(wanted), Value::String(present)) if quantities => {
-            wanted == present || quantity(wanted).is_some_and(|w| quantity(present).is_some_and(|p| same_amount(w, p)))
-        }
-        (wanted, present) => wanted == present,
-    }
-}
-
 /// The amount a Kubernetes quantity (`1.5Gi`, `500m`, `1e3`) stands for.
 pub fn quantity(text: &str) -> Option<f64> {
     let split = text
@@ -245,10 +216,6 @@ pub fn quantity(text: &str) -> Option<f64> {
     Some(number * multiplier)
 }
 
-fn same_amount(a: f64, b: f64) -> bool {
-    (a - b).abs() <= f64::EPSILON * 16.0 * a.abs().max(b.abs())
-}
-
 /// The hash an object carries, if any.
 pub fn spec_hash<K: Resource>(object: &K) -> Option<&str> {
     stamp_of(object.meta())
@@ -271,41 +238,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subset_allows_extra_object_fields_but_not_changed_values() {
-        let desired = serde_json::json!({ "metadata": { "name": "x" }, "data": { "a": "1" } });
-        let actual = serde_json::json!({ "metadata": { "name": "x", "uid": "u" }, "data": { "a": "1", "b": "2" } });
-        assert!(is_subset(&desired, &actual));
-        let edited = serde_json::json!({ "metadata": { "name": "x" }, "data": { "a": "hand-edited" } });
-        assert!(!is_subset(&desired, &edited));
-        assert!(!is_subset(
-            &serde_json::json!({ "list": [1, 2] }),
-            &serde_json::json!({ "list": [1, 2, 3] })
-        ));
-        assert!(!is_subset(
-            &desired,
-            &serde_json::json!({ "metadata": { "name": "x" } })
-        ));
-    }
-
-    #[test]
-    fn lists_compare_element_by_element_and_quantities_by_amount() {
-        let desired = serde_json::json!({ "containers": [{ "name": "a", "resources": { "requests": { "cpu": "0.5", "memory": "1024Mi" } } }] });
-        let defaulted = serde_json::json!({ "containers": [{ "name": "a", "imagePullPolicy": "IfNotPresent", "resources": { "requests": { "cpu": "500m", "memory": "1Gi" } } }] });
-        assert!(is_subset(&desired, &defaulted));
-        let more = serde_json::json!({ "containers": [{ "name": "a", "resources": { "requests": { "cpu": "600m", "memory": "1Gi" } } }] });
-        assert!(!is_subset(&desired, &more));
-        assert!(!is_subset(
-            &serde_json::json!({ "image": "postfix:1" }),
-            &serde_json::json!({ "image": "postfix:2" })
-        ));
-        assert!(
-            !is_subset(
-                &serde_json::json!({ "labels": { "size": "1k" } }),
-                &serde_json::json!({ "labels": { "size": "1000" } })
-            ),
-            "only resources are quantities"
-        );
+    fn quantities_read_as_amounts() {
         assert_eq!(quantity("1e3"), Some(1000.0));
+        assert_eq!(quantity("500m"), Some(0.5));
         assert_eq!(quantity("1.5Gi"), Some(1.5 * 1024.0 * 1024.0 * 1024.0));
         assert_eq!(quantity("postfix"), None);
         assert_eq!(quantity("10Gx"), None);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use continuity_operator::api::domain::{DomainPhase, ProbeFailureClass};
 use continuity_operator::api::{ContinuityDomain, ContinuityUser};
 use continuity_operator::resources::packed;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -165,6 +166,22 @@ async fn a_hand_edited_child_is_put_back() {
         .await
         .expect("editing the child");
     scene.coverage_lists("d", &expected).await;
+    // A workload's spec, which the operator's cache does not hold: scaled to zero by hand, the
+    // mail StatefulSet is scaled back.
+    let sets: Api<StatefulSet> = scene.api();
+    let scaled = serde_json::json!({ "spec": { "replicas": 0 } });
+    sets.patch("d-standby-mail", &PatchParams::default(), &Patch::Merge(&scaled))
+        .await
+        .expect("scaling the mail StatefulSet by hand");
+    wait_for(
+        "the mail StatefulSet back at one replica",
+        Duration::from_secs(30),
+        || async {
+            let set = sets.get("d-standby-mail").await.ok()?;
+            (set.spec?.replicas == Some(1)).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -22,9 +22,12 @@ use crate::coverage;
 use crate::plan::{self, Course, Inputs};
 use crate::resources::names::ChildNames;
 use crate::routing::decision::{Decision, Flip};
-use crate::status::domain::{Acted, Refused, Report, Reported, Route, compute, force_delete, message_counts};
+use crate::status::domain::{
+    Acted, Refused, Report, Reported, Route, compute, force_delete, is_heartbeat, message_counts,
+};
 use crate::status::primary::whole_seconds;
 use crate::status::standby::Observed;
+use crate::telemetry::metrics::Write;
 use crate::validation::claims::{self, Claim, ClaimOutcome};
 use crate::validation::{self, Standing};
 use crate::{Error, Result};
@@ -191,7 +194,12 @@ pub async fn reconcile(domain: Arc<ContinuityDomain>, ctx: Arc<Context>) -> Resu
     // Status, computed once from what was applied, then Events.
     let previous = domain.status.clone().unwrap_or_default();
     let status = compute(&domain, &report, &Time(now), ctx.settings.status_heartbeat);
-    let written = apply::status(&ctx, domain.as_ref(), &previous, &status).await?;
+    let write = if is_heartbeat(&previous, &status) {
+        Write::Heartbeat
+    } else {
+        Write::Status
+    };
+    let written = apply::status(&ctx, domain.as_ref(), (&previous, &status), write).await?;
     if written == Outcome::Written {
         ctx.last_domain_status.record(uid, status.clone());
         info!(phase = ?status.phase, "status updated");

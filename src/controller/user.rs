@@ -19,6 +19,7 @@ use crate::api::conditions::{self, types};
 use crate::coverage::{self, Verdict};
 use crate::credentials;
 use crate::status::user::{UserFacts, compute};
+use crate::telemetry::metrics::Write;
 use crate::{Error, Result};
 
 /// Reconciles one ContinuityUser.
@@ -60,7 +61,7 @@ pub async fn reconcile(user: Arc<ContinuityUser>, ctx: Arc<Context>) -> Result<A
     };
     let previous = user.status.clone().unwrap_or_default();
     let status = compute(&user, &facts, &Time(Timestamp::now()));
-    let written = apply::status(&ctx, user.as_ref(), &previous, &status).await?;
+    let written = apply::status(&ctx, user.as_ref(), (&previous, &status), Write::Status).await?;
     if written == Outcome::Written {
         info!(verdict = ?facts.verdict, "status updated");
         events::publish(

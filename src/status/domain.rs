@@ -129,6 +129,16 @@ fn directory_reachable(observed: &directory::Observed, covered: Option<usize>, p
     )
 }
 
+/// Whether `status` differs from `previous` in the primary's probe details alone: a heartbeat,
+/// not a change a user would act on.
+pub fn is_heartbeat(previous: &ContinuityDomainStatus, status: &ContinuityDomainStatus) -> bool {
+    previous.primary != status.primary
+        && ContinuityDomainStatus {
+            primary: status.primary.clone(),
+            ..previous.clone()
+        } == *status
+}
+
 /// The annotation that lets a domain be deleted while mail still waits for its primary.
 pub const FORCE_DELETE_ANNOTATION: &str = "continuity.mailops.io/force-delete";
 
@@ -720,9 +730,26 @@ mod tests {
             HEARTBEAT,
         );
         assert_eq!(
-            beat.primary.unwrap().consecutive_successes,
+            beat.primary.as_ref().unwrap().consecutive_successes,
             60,
             "after a heartbeat, a fresh probe time"
+        );
+        let previous = domain.status.clone().unwrap();
+        assert!(is_heartbeat(&previous, &beat), "counted as a heartbeat");
+        assert!(!is_heartbeat(&previous, &later), "nothing written is no heartbeat");
+        let failing = compute(
+            &domain,
+            &probed(
+                &domain,
+                health(Outcome::Failed(ProbeFailureClass::Refused), 3, 0, 1060),
+                1060,
+            ),
+            &at(1060),
+            HEARTBEAT,
+        );
+        assert!(
+            !is_heartbeat(&previous, &failing),
+            "a condition that changed is not a heartbeat"
         );
         let off = compute(
             &domain,

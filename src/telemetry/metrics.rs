@@ -69,6 +69,9 @@ pub enum Write {
     Apply,
     /// A status applied.
     Status,
+    /// A status applied that refreshes nothing but the primary's probe details (the status
+    /// heartbeat): counted apart, so that a write a user would act on stands out.
+    Heartbeat,
     /// An Event published.
     Event,
     /// A child the spec no longer asks for deleted.
@@ -266,6 +269,7 @@ impl Metrics {
         let operation = match write {
             Write::Apply => "apply",
             Write::Status => "status",
+            Write::Heartbeat => "heartbeat",
             Write::Event => "event",
             Write::Delete => "delete",
         };

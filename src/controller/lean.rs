@@ -1,4 +1,5 @@
-//! What the children's caches keep of each object: its identity, its controller, its spec
+//! What the children's caches keep of each object: its identity (resourceVersion included),
+//! its controller, its spec
 //! hash, the digest of the fields the operator owns in it
 //! ([`crate::resources::ownership`]), and only the content the operator reads: the status of
 //! the standby's workloads (readiness), a Deployment's replica count, an Ingress's class, and
@@ -82,6 +83,8 @@ fn keep_metadata<K: Resource + Serialize>(object: &mut K) {
         name: meta.name.take(),
         namespace: meta.namespace.take(),
         uid: meta.uid.take(),
+        // The gateway unpacks a recipient table again only when this changed.
+        resource_version: meta.resource_version.take(),
         generation: meta.generation.take(),
         deletion_timestamp: meta.deletion_timestamp.take(),
         owner_references: (!controller.is_empty()).then_some(controller),
@@ -173,6 +176,7 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("c".into()),
                 namespace: Some("ns".into()),
+                resource_version: Some("7".into()),
                 labels: Some(BTreeMap::from([("app".into(), "mail".into())])),
                 annotations: Some(BTreeMap::from([(SPEC_HASH_ANNOTATION.into(), "abc".into())])),
                 owner_references: Some(vec![owner("other", false), owner("domain", true)]),
@@ -200,6 +204,11 @@ mod tests {
         assert_eq!(cached.data, None, "the data itself is not kept");
         assert_eq!(cached.metadata.labels, None);
         assert_eq!(cached.metadata.managed_fields, None);
+        assert_eq!(
+            cached.metadata.resource_version.as_deref(),
+            Some("7"),
+            "the gateway tells a changed recipient table by it"
+        );
         let owners = cached.metadata.owner_references.as_ref().unwrap();
         assert_eq!((owners.len(), owners[0].uid.as_str()), (1, "domain"));
         assert_eq!(

@@ -44,6 +44,38 @@ async fn transport_map(scene: &Scene) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the gateway's journal copies table copies `address`'s mail.
+async fn journal_copies_list(scene: &Scene, address: &str) {
+    let maps: Api<ConfigMap> = scene.api();
+    wait_for(
+        &format!("the journal copies table to list {address}"),
+        Duration::from_secs(30),
+        || async {
+            let map = maps.get_opt("continuity-transport").await.ok()??;
+            let table = packed::table(&map, "recipient_bcc.gz")?;
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("{address}\t")))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// The gateway copies mail for the standby's archive of every covered user, those added
+/// after the table was first built too (their standby's recipient table changes).
+#[tokio::test]
+async fn journal_copies_follow_users_added_later() {
+    let scene = Scene::new("journal").await;
+    let primary = Peer::start(Behavior::Smtp(None)).await;
+    scene.apply(&probed_domain("d", &scene.mail, primary.port, "")).await;
+    for user in ["alice", "bob"] {
+        let address = format!("{user}@{}", scene.mail);
+        scene.apply(&user_yaml(user, "d", &address)).await;
+        journal_copies_list(&scene, &address).await;
+    }
+}
+
 async fn transport_map_lists(scene: &Scene, line: &str) -> String {
     wait_for(
         &format!("the transport map to list {line:?}"),

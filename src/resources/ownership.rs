@@ -54,24 +54,6 @@ pub fn applied_digest(desired: &Value) -> u64 {
     super::fnv1a64(desired.to_string().as_bytes())
 }
 
-pub fn debug_projection(fields: &Value, object: &Value) -> Value {
-    let mut o = project(fields, object);
-    normalise(&mut o, false);
-    o
-}
-pub fn debug_applied(desired: &Value) -> Value {
-    let mut d = desired.clone();
-    if let Value::Object(top) = &mut d {
-        top.remove("apiVersion");
-        top.remove("kind");
-        if let Some(Value::Object(meta)) = top.get_mut("metadata") {
-            meta.remove("name");
-            meta.remove("namespace");
-        }
-    }
-    normalise(&mut d, false);
-    d
-}
 /// The part of `object` that `fields` selects.
 fn project(fields: &Value, object: &Value) -> Value {
     let Value::Object(fields) = fields else {

@@ -274,7 +274,7 @@ impl Prober {
         key: DomainKey,
         registration: Registration,
     ) {
-        let tls_config =
+        let tls_config = |registration: &Registration| {
             registration
                 .tls
                 .as_ref()
@@ -286,9 +286,14 @@ impl Prober {
                         warn!(domain = ?key, %error, "cannot build the TLS check");
                         None
                     }
-                });
+                })
+        };
         match entries.get_mut(&key) {
             Some(entry) => {
+                // Every reconcile registers again; the roots are parsed only when the check changed.
+                if entry.registration.tls != registration.tls {
+                    entry.tls_config = tls_config(&registration);
+                }
                 if entry.registration.target != registration.target {
                     // Another server: a fresh count, and results still coming for the old one
                     // are dropped.
@@ -301,18 +306,18 @@ impl Prober {
                     queue.reset(&entry.queue_key, spread(&key, registration.period));
                 }
                 entry.registration = registration;
-                entry.tls_config = tls_config;
             }
             None => {
                 // Spread the first probes of many domains over one period instead of firing
                 // them all at once when the operator starts.
                 let offset = spread(&key, registration.period);
                 let queue_key = queue.insert(key.clone(), offset);
+                let tls_config = tls_config(&registration);
                 entries.insert(
                     key,
                     Entry {
-                        registration,
                         tls_config,
+                        registration,
                         next_tls: Instant::now(),
                         tls_failing: false,
                         queue_key,

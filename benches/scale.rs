@@ -43,7 +43,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use common::{AuditLog, Operator, OperatorOptions};
-use continuity_operator::controller::lean::Lean;
+use continuity_operator::resources::cached::{Cached, Keep};
 
 /// Domains per namespace, as a provider with a namespace per customer of a few domains each.
 const PER_NAMESPACE: usize = 100;
@@ -269,63 +269,61 @@ async fn standbys_ready(client: &Client, count: usize) {
         .expect("reporting the standbys ready");
 }
 
-/// What the operator's caches hold, per kind: the objects as its watches keep them (without
-/// managedFields; ConfigMaps and Secrets [lean](continuity_operator::controller::lean)), by
-/// their JSON size, a proxy for their memory.
+/// What the operator's caches hold, per kind: the domains as their watch keeps them (without
+/// managedFields and `kubectl apply`'s copy), the children in their
+/// [cached](continuity_operator::resources::cached) form, by their JSON size, a proxy for
+/// their memory.
 async fn cached_split(client: &Client, count: usize) {
-    async fn kind<K>(client: &Client, selector: Option<&str>, lean: fn(&mut K)) -> usize
+    async fn listed<K>(client: &Client, selector: Option<&str>) -> Vec<K>
     where
-        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
         let params = match selector {
             Some(selector) => ListParams::default().labels(selector),
             None => ListParams::default(),
         };
-        let list = Api::<K>::all(client.clone()).list(&params).await.expect("listing");
-        list.items
+        Api::<K>::all(client.clone())
+            .list(&params)
+            .await
+            .expect("listing")
+            .items
+    }
+    fn json_bytes<T: serde::Serialize>(objects: impl IntoIterator<Item = T>) -> usize {
+        objects
             .into_iter()
-            .map(|mut object| {
-                lean(&mut object);
-                object.meta_mut().managed_fields = None;
-                object
-                    .meta_mut()
-                    .annotations
-                    .as_mut()
-                    .map(|a| a.remove("kubectl.kubernetes.io/last-applied-configuration"));
-                serde_json::to_vec(&object).map_or(0, |json| json.len())
-            })
+            .map(|object| serde_json::to_vec(&object).map_or(0, |json| json.len()))
             .sum()
     }
-    let selector = continuity_operator::resources::managed_selector();
-    let managed = Some(selector.as_str());
+    async fn cached<K: Keep + Clone + std::fmt::Debug>(client: &Client, selector: &str) -> usize {
+        json_bytes(listed::<K>(client, Some(selector)).await.into_iter().map(Cached::from))
+    }
+    let domains = listed::<ContinuityDomain>(client, None)
+        .await
+        .into_iter()
+        .map(|mut domain| {
+            domain.managed_fields_mut().clear();
+            domain
+                .annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
+            domain
+        });
+    let managed = continuity_operator::resources::managed_selector();
+    let managed = managed.as_str();
+    use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::api::networking::v1 as networking;
     let kinds = [
-        ("ContinuityDomain", kind::<ContinuityDomain>(client, None, |_| {}).await),
-        (
-            "ConfigMap",
-            kind::<k8s_openapi::api::core::v1::ConfigMap>(client, managed, Lean::lean).await,
-        ),
-        (
-            "Secret",
-            kind::<k8s_openapi::api::core::v1::Secret>(client, managed, Lean::lean).await,
-        ),
-        (
-            "Service",
-            kind::<k8s_openapi::api::core::v1::Service>(client, managed, Lean::lean).await,
-        ),
-        (
-            "Endpoints",
-            kind::<k8s_openapi::api::core::v1::Endpoints>(client, managed, Lean::lean).await,
-        ),
+        ("ContinuityDomain", json_bytes(domains)),
+        ("ConfigMap", cached::<core::ConfigMap>(client, managed).await),
+        ("Secret", cached::<core::Secret>(client, managed).await),
+        ("Service", cached::<core::Service>(client, managed).await),
+        ("Endpoints", cached::<core::Endpoints>(client, managed).await),
         (
             "NetworkPolicy",
-            kind::<k8s_openapi::api::networking::v1::NetworkPolicy>(client, managed, Lean::lean).await,
+            cached::<networking::NetworkPolicy>(client, managed).await,
         ),
-        ("StatefulSet", kind::<StatefulSet>(client, managed, Lean::lean).await),
-        ("Deployment", kind::<Deployment>(client, managed, Lean::lean).await),
-        (
-            "Ingress",
-            kind::<k8s_openapi::api::networking::v1::Ingress>(client, managed, Lean::lean).await,
-        ),
+        ("StatefulSet", cached::<StatefulSet>(client, managed).await),
+        ("Deployment", cached::<Deployment>(client, managed).await),
+        ("Ingress", cached::<networking::Ingress>(client, managed).await),
     ];
     let total: usize = kinds.iter().map(|(_, bytes)| bytes).sum();
     let split: Vec<String> = kinds

@@ -135,7 +135,7 @@ fn acting(domain: &ContinuityDomain, validated: &ValidatedDomain<'_>, inputs: &I
     push(Child::Service(webmail::service(validated)))?;
     push(Child::NetworkPolicy(network_policy::mail_policy(validated)))?;
     push(Child::NetworkPolicy(network_policy::webmail_policy(validated)))?;
-    let existing_volume = inputs.observed.mail.and_then(mail::existing_volume);
+    let existing_volume = inputs.observed.mail.and_then(|set| set.kept.volume.clone());
     let (mail_set, mail_hash) = resources::stamp(mail::stateful_set(validated, existing_volume))?;
     let (webmail_deployment, webmail_hash) = resources::stamp(webmail::deployment(validated))?;
     let ingress = webmail::ingress(validated).map(resources::stamp).transpose()?;
@@ -240,6 +240,7 @@ mod tests {
     use crate::coverage::resolve;
     use crate::credentials::{self, SecretsRead};
     use crate::health::probe::{Outcome as ProbeOutcome, Report};
+    use crate::resources::cached::Cached;
     use crate::resources::{Environment, packed};
     use crate::standby::Account;
     use crate::standby::passwords;
@@ -469,7 +470,7 @@ mod tests {
     }
 
     /// The standby's workloads as built for `domain`, reported ready as their controllers would.
-    fn ready_workloads(domain: &ContinuityDomain) -> (StatefulSet, Deployment) {
+    fn ready_workloads(domain: &ContinuityDomain) -> (Cached<StatefulSet>, Cached<Deployment>) {
         let first = planned(domain, &[], None);
         let mut set = built(&first, |c| if let Child::StatefulSet(s) = c { Some(s) } else { None });
         let mut deployment = built(&first, |c| if let Child::Deployment(d) = c { Some(d) } else { None });
@@ -484,11 +485,11 @@ mod tests {
             updated_replicas: Some(1),
             ..Default::default()
         });
-        (set, deployment)
+        (Cached::from(set), Cached::from(deployment))
     }
 
     /// The default world, with these workloads cached.
-    fn ready_world<'a>(set: &'a StatefulSet, deployment: &'a Deployment) -> World<'a> {
+    fn ready_world<'a>(set: &'a Cached<StatefulSet>, deployment: &'a Cached<Deployment>) -> World<'a> {
         World {
             observed: Observed {
                 mail: Some(set),
@@ -512,6 +513,19 @@ mod tests {
         edited.spec.standby.webmail.replicas += 1;
         let plan = plan_in(&edited, &[], &[Claim::of(&edited)], None, &world);
         assert!(!acting(&plan).standby.ready);
+    }
+
+    #[test]
+    fn a_cached_mail_set_keeps_its_volume_when_the_storage_size_changes() {
+        let domain: ContinuityDomain = fixture("domain-minimal.yaml");
+        let (set, deployment) = ready_workloads(&domain);
+        let world = ready_world(&set, &deployment);
+        let mut grown = domain.clone();
+        grown.spec.archive.storage_size = "20Gi".into();
+        let mail_set = |plan: &Plan| built(plan, |c| if let Child::StatefulSet(s) = c { Some(s) } else { None });
+        let first = mail_set(&planned(&domain, &[], None));
+        let again = mail_set(&plan_in(&grown, &[], &[Claim::of(&grown)], None, &world));
+        assert_eq!(again, first, "the API server refuses a changed volume claim template");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! anything else that happens to have the name) is never written nor deleted: forced apply
 //! would take it over, and garbage collection would delete it with the domain. Applying a domain's [`Desired`] children yields [`Applied`]: what
 //! was written and what the API server refused. An unchanged child (the fields the operator
-//! owns in it hold what it would apply, [`super::lean`]) and an unchanged status are never sent, nor is a repeat of what was
+//! owns in it hold what it would apply, [`crate::resources::cached`]) and an unchanged status are never sent, nor is a repeat of what was
 //! just written while the cache catches up ([`super::memo`]); a steady-state reconcile makes no
 //! API writes. Besides: the hand-back finalizer, the transport map, and the deletion of a
 //! domain's ContinuityUsers once its switch to `AllUsers` is confirmed.
@@ -20,10 +20,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Context;
-use super::lean::{self, Lean};
 use super::memo::WriteMemo;
 use crate::api::{ContinuityDomain, ContinuityUser};
 use crate::plan::{Desired, Removal};
+use crate::resources::cached::{self, Cached, Keep};
 use crate::resources::{Child, Optional, content_hash, spec_hash};
 use crate::telemetry::metrics::Write;
 use crate::{Error, FIELD_MANAGER, Result};
@@ -66,10 +66,10 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Applies `desired` unless the cached object already carries its spec hash.
-pub async fn child<K>(ctx: &Context, cache: &Store<K>, desired: &K) -> Result<Outcome>
+/// Applies `desired` unless the fields the operator owns in the cached object hold it already.
+pub async fn child<K>(ctx: &Context, cache: &Store<Cached<K>>, desired: &K) -> Result<Outcome>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug + Lean,
+    K: Keep + Clone + Debug,
 {
     let missing = |field| Error::MissingField {
         kind: "child object",
@@ -97,7 +97,7 @@ where
     // Unchanged when the fields the operator owns in the child hold exactly what it would
     // apply: a hand edit of any of them takes it out of the operator's set.
     if let Some(cached) = cached.as_deref()
-        && lean::owned_digest(cached) == Some(lean::applied_digest(&to_json(desired)?).as_str())
+        && cached.owned_digest == Some(cached::applied_digest(&to_json(desired)?))
     {
         return Ok(Outcome::Unchanged);
     }
@@ -190,9 +190,15 @@ async fn apply_child(ctx: &Context, child: &Child) -> Result<Outcome> {
 
 /// Deletes the child `name` in `namespace` if the cache holds it and the domain with
 /// `owner_uid` controls it: an object of that name someone else made is left alone.
-pub async fn remove<K>(ctx: &Context, cache: &Store<K>, namespace: &str, name: &str, owner_uid: &str) -> Result<Outcome>
+pub async fn remove<K>(
+    ctx: &Context,
+    cache: &Store<Cached<K>>,
+    namespace: &str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<Outcome>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K: Keep + Clone + Debug,
 {
     let Some(cached) = cache.get(&ObjectRef::new(name).within(namespace)) else {
         return Ok(Outcome::Unchanged);

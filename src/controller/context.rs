@@ -28,6 +28,7 @@ use crate::directory::sync::DirectorySync;
 use crate::health::scheduler::{DomainKey, Prober};
 use crate::jitter;
 use crate::resources::Environment;
+use crate::resources::cached::Cached;
 use crate::standby::passwords::PasswordHasher;
 use crate::telemetry::Metrics;
 use crate::validation::claims::Claim;
@@ -128,14 +129,14 @@ impl Triggers {
 pub struct Caches {
     pub domains: Store<ContinuityDomain>,
     pub users: Store<ContinuityUser>,
-    pub config_maps: Store<ConfigMap>,
-    pub owned_secrets: Store<Secret>,
-    pub services: Store<Service>,
-    pub endpoints: Store<Endpoints>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub stateful_sets: Store<StatefulSet>,
-    pub deployments: Store<Deployment>,
-    pub ingresses: Store<Ingress>,
+    pub config_maps: Store<Cached<ConfigMap>>,
+    pub owned_secrets: Store<Cached<Secret>>,
+    pub services: Store<Cached<Service>>,
+    pub endpoints: Store<Cached<Endpoints>>,
+    pub network_policies: Store<Cached<NetworkPolicy>>,
+    pub stateful_sets: Store<Cached<StatefulSet>>,
+    pub deployments: Store<Cached<Deployment>>,
+    pub ingresses: Store<Cached<Ingress>>,
     pub secrets: secrets::PasswordSecrets,
     /// Namespaces' metadata (their grants), when grants are enforced.
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,

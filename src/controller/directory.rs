@@ -99,7 +99,7 @@ async fn bind(ctx: &Context, namespace: &str, spec: &LdapDirectory) -> Result<Re
 /// it) last rendered them.
 async fn covered_before(ctx: &Context, namespace: &str, names: &ChildNames) -> Option<BTreeSet<String>> {
     // Read from the API server, once per domain after a restart: the cache keeps ConfigMaps
-    // as a digest of their data (see `super::lean`).
+    // as a digest of their data (see `crate::resources::cached`).
     let map = ctx.reader.config_map(namespace, &names.coverage).await.ok().flatten()?;
     let listing = coverage::listed(&map, coverage::ADDRESSES_KEY)?;
     Some(listing.into_iter().collect())

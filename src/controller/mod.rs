@@ -2,8 +2,8 @@
 //! ContinuityDomains and ContinuityUsers, the caches and indexes they read, and the error
 //! policy. Split by concern:
 //! - [`context`]: settings, caches, indexes, triggers and backoff every reconcile shares;
-//! - [`watches`] and [`run`]: what is watched, and the assembly; [`lean`]: what the children's
-//!   caches keep of each object;
+//! - [`watches`] and [`run`]: what is watched, and the assembly (what the children's caches
+//!   keep of each object: [`crate::resources::cached`]);
 //! - [`relations`]: which change re-reconciles what, as a table;
 //! - [`domain`] and [`user`]: the reconciles, `fetch -> validate -> plan -> apply -> status`;
 //! - [`fetch`], [`secrets`], [`apply`] and [`events`]: the only modules that reach the API
@@ -25,7 +25,6 @@ pub mod domain;
 pub mod events;
 pub mod fetch;
 pub mod index;
-pub mod lean;
 pub mod memo;
 pub mod preflight;
 pub mod relations;

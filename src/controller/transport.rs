@@ -18,11 +18,11 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, apply};
+use crate::resources::cached::Cached;
 use crate::resources::names::ChildNames;
 use crate::resources::packed;
 use crate::resources::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::routing::transport;
-use crate::standby::RECIPIENTS_KEY;
 
 /// The `binaryData` key of the transport map.
 pub const KEY: &str = "transport.gz";
@@ -98,7 +98,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// unpacked from: a rebuild unpacks only the recipient tables that changed since the last.
 #[derive(Default)]
 struct Unpacked {
-    tables: HashMap<ObjectRef<ConfigMap>, Covered>,
+    tables: HashMap<ObjectRef<Cached<ConfigMap>>, Covered>,
 }
 
 /// A recipient table's addresses and the resourceVersion of the ConfigMap they came from.
@@ -106,11 +106,11 @@ type Covered = (Option<String>, Arc<Vec<String>>);
 
 impl Unpacked {
     /// The addresses `map` lists, unpacked now only if it changed.
-    fn covered(&self, key: &ObjectRef<ConfigMap>, map: &ConfigMap) -> Arc<Vec<String>> {
+    fn covered(&self, key: &ObjectRef<Cached<ConfigMap>>, map: &Cached<ConfigMap>) -> Arc<Vec<String>> {
         match self.tables.get(key) {
             Some((version, covered)) if *version == map.metadata.resource_version => covered.clone(),
             _ => Arc::new(transport::covered_addresses(
-                &packed::table(map, RECIPIENTS_KEY).unwrap_or_default(),
+                &map.kept.as_ref().and_then(packed::unpack).unwrap_or_default(),
             )),
         }
     }

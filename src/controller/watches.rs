@@ -8,8 +8,9 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::lean::Lean;
 use serde::de::DeserializeOwned;
+
+use crate::resources::cached::{Cached, Keep};
 
 /// `K` in `namespace`, or in every namespace.
 pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -42,27 +43,23 @@ where
 }
 
 /// A watch of the operator's children of kind `K` in scope (selected by label), feeding a
-/// cache of their [lean](Lean) form; the stream yields the objects touched, for `.owns()`.
+/// cache of their [`Cached`] form; the stream yields the objects touched, for `.owns()`.
 pub fn children<K>(
     client: &Client,
     namespace: Option<&str>,
     config: &watcher::Config,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + use<K>)
+) -> (
+    Store<Cached<K>>,
+    impl Stream<Item = Result<Cached<K>, watcher::Error>> + use<K>,
+)
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + Lean
-        + 'static,
+    K: Keep + Clone + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    // Not `lean_watch`: leaning reads the managedFields before dropping them.
-    let stream = watcher(scoped::<K>(client, namespace), config.clone())
+    // Not `lean_watch`: each object is read straight into its cached form, which reads the
+    // managedFields before dropping them.
+    let stream = watcher(scoped::<Cached<K>>(client, namespace), config.clone())
         .default_backoff()
-        .modify(K::lean)
         .reflect(writer)
         .touched_objects();
     (store, stream)

@@ -89,7 +89,7 @@ pub fn service(domain: &ValidatedDomain<'_>) -> Service {
 
 /// The size and class of the mail volume. A StatefulSet's volume claim template cannot change
 /// once created, so an existing one is kept as it is (grow the PVC itself to grow the volume).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DataVolume {
     pub size: String,
     pub storage_class_name: Option<String>,

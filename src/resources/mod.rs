@@ -4,6 +4,7 @@
 //! never written again). Builders take a [`ValidatedDomain`] and cannot fail; the hash is
 //! stamped afterwards, in one place ([`Child::stamped`]).
 
+pub mod cached;
 pub mod coverage;
 pub mod mail;
 pub mod names;

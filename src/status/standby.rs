@@ -4,17 +4,17 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use crate::api::conditions::reasons;
-use crate::resources::spec_hash;
+use crate::resources::cached::{Cached, Keep};
 
 /// The standby's workloads as cached.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Observed<'a> {
-    pub mail: Option<&'a StatefulSet>,
-    pub webmail: Option<&'a Deployment>,
-    pub ingress: Option<&'a Ingress>,
+    pub mail: Option<&'a Cached<StatefulSet>>,
+    pub webmail: Option<&'a Cached<Deployment>>,
+    pub ingress: Option<&'a Cached<Ingress>>,
 }
 
 /// The spec hashes of what the operator applied; no Ingress when the domain has no webmail
@@ -37,8 +37,8 @@ pub struct Readiness {
 /// A part of the standby that is not ready: why, and what to tell.
 type Problem = (&'static str, String);
 
-fn current<K: Resource<DynamicType = ()>>(object: &K, hash: &str) -> Result<(), Problem> {
-    if spec_hash(object) == Some(hash) {
+fn current<K: Keep>(object: &Cached<K>, hash: &str) -> Result<(), Problem> {
+    if object.spec_hash.as_deref() == Some(hash) {
         return Ok(());
     }
     Err((
@@ -55,10 +55,10 @@ fn generation_observed(generation: Option<i64>, observed: Option<i64>) -> bool {
     observed.unwrap_or(0) >= generation.unwrap_or(0)
 }
 
-fn mail(object: Option<&StatefulSet>, hash: &str) -> Result<String, Problem> {
+fn mail(object: Option<&Cached<StatefulSet>>, hash: &str) -> Result<String, Problem> {
     let set = object.ok_or_else(|| creating("mail StatefulSet"))?;
     current(set, hash)?;
-    let status = set.status.clone().unwrap_or_default();
+    let status = set.kept.status.clone().unwrap_or_default();
     let not_ready = |what: String| {
         Err((
             reasons::MAIL_POD_NOT_READY,
@@ -77,11 +77,11 @@ fn mail(object: Option<&StatefulSet>, hash: &str) -> Result<String, Problem> {
     Ok("the mail pod is ready".into())
 }
 
-fn webmail(object: Option<&Deployment>, hash: &str) -> Result<String, Problem> {
+fn webmail(object: Option<&Cached<Deployment>>, hash: &str) -> Result<String, Problem> {
     let deployment = object.ok_or_else(|| creating("webmail Deployment"))?;
     current(deployment, hash)?;
-    let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = deployment.status.clone().unwrap_or_default();
+    let wanted = deployment.kept.replicas.unwrap_or(1);
+    let status = deployment.kept.status.clone().unwrap_or_default();
     let not_ready = |what: String| {
         Err((
             reasons::WEBMAIL_NOT_READY,
@@ -101,10 +101,11 @@ fn webmail(object: Option<&Deployment>, hash: &str) -> Result<String, Problem> {
     Ok(format!("{available}/{wanted} webmail pods are available"))
 }
 
-fn ingress(object: Option<&Ingress>, hash: &str) -> Result<String, Problem> {
+fn ingress(object: Option<&Cached<Ingress>>, hash: &str) -> Result<String, Problem> {
     let ingress = object.ok_or_else(|| creating("webmail Ingress"))?;
     current(ingress, hash)?;
     let addresses: Vec<String> = ingress
+        .kept
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
@@ -113,11 +114,7 @@ fn ingress(object: Option<&Ingress>, hash: &str) -> Result<String, Problem> {
         .flatten()
         .filter_map(|i| i.hostname.clone().or_else(|| i.ip.clone()))
         .collect();
-    let class = ingress
-        .spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.clone())
-        .unwrap_or_else(|| "the default class".into());
+    let class = ingress.kept.class.clone().unwrap_or_else(|| "the default class".into());
     if addresses.is_empty() {
         return Err((
             reasons::INGRESS_PENDING,
@@ -176,8 +173,8 @@ mod tests {
         }
     }
 
-    fn mail_set(hash: &str, ready: i32, observed: i64) -> StatefulSet {
-        StatefulSet {
+    fn mail_set(hash: &str, ready: i32, observed: i64) -> Cached<StatefulSet> {
+        Cached::from(StatefulSet {
             metadata: meta("m", hash, 2),
             status: Some(StatefulSetStatus {
                 observed_generation: Some(observed),
@@ -187,11 +184,11 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        })
     }
 
-    fn webmail_deployment(available: i32) -> Deployment {
-        Deployment {
+    fn webmail_deployment(available: i32) -> Cached<Deployment> {
+        Cached::from(Deployment {
             metadata: meta("w", "w1", 1),
             spec: Some(DeploymentSpec {
                 replicas: Some(2),
@@ -203,11 +200,11 @@ mod tests {
                 available_replicas: Some(available),
                 ..Default::default()
             }),
-        }
+        })
     }
 
-    fn admitted_ingress(address: Option<&str>) -> Ingress {
-        Ingress {
+    fn admitted_ingress(address: Option<&str>) -> Cached<Ingress> {
+        Cached::from(Ingress {
             metadata: meta("i", "i1", 1),
             status: address.map(|ip| IngressStatus {
                 load_balancer: Some(IngressLoadBalancerStatus {
@@ -218,7 +215,7 @@ mod tests {
                 }),
             }),
             ..Default::default()
-        }
+        })
     }
 
     const EXPECTED: Expected<'static> = Expected {
